@@ -1,0 +1,6 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""torchgeo-colearn: multi-modal co-learning for Earth observation, as a TorchGeo add-on."""
+
+__version__ = '0.1.0'

@@ -1,0 +1,134 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""The batch convention shared by every dataset, datamodule, task and callback.
+
+A sample (and a batch) is a flat dict:
+
+* ``image_<modality>``: one float tensor per modality. The layout is read from the number of
+  dimensions of a *sample* (without the batch axis):
+
+  ==========  ==============  ============
+  ndim        layout          channel axis
+  ==========  ==============  ============
+  1           (C,)            0
+  2           (T, C)          1
+  3           (C, H, W)       0
+  4           (T, C, H, W)    1
+  ==========  ==============  ============
+
+* ``valid_<modality>``: optional bool tensor (T,) marking the valid (not padded, not missing) time steps
+  of a time-series modality. It deliberately avoids kornia's ``mask_`` prefix so that geometric
+  augmentations leave it alone.
+* ``label``: the target, int64 scalar (binary, multi-class), float (L,) multi-hot (multi-label) or float
+  scalar (regression).
+* metadata: ``id``, ``lat``, ``lon``, ``year``, ``time``, ``site``, ``date`` and ``doy_<modality>``.
+
+Nothing may assume a fixed number of modalities: they are read from the keys.
+"""
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+#: Prefix of the key that holds a modality.
+IMAGE_PREFIX = 'image_'
+
+#: Prefix of the key that holds the per-time-step validity of a modality.
+VALID_PREFIX = 'valid_'
+
+#: Prefix of the key that holds the day of year of each time step of a modality.
+DOY_PREFIX = 'doy_'
+
+#: Non-modality keys a batch may carry.
+METADATA_KEYS = frozenset({'label', 'id', 'lat', 'lon', 'year', 'time', 'site', 'date'})
+
+#: Number of dimensions of a sample of each layout mapped to the axis of its channels.
+CHANNEL_AXIS = {1: 0, 2: 1, 3: 0, 4: 1}
+
+
+def image_key(modality: str) -> str:
+    """Return the batch key of a modality.
+
+    Args:
+        modality: Modality name, e.g. ``'s1'``.
+
+    Returns:
+        ``'image_<modality>'``.
+    """
+    return f'{IMAGE_PREFIX}{modality}'
+
+
+def valid_key(modality: str) -> str:
+    """Return the batch key of the per-time-step validity mask of a modality.
+
+    Args:
+        modality: Modality name, e.g. ``'s2'``.
+
+    Returns:
+        ``'valid_<modality>'``.
+    """
+    return f'{VALID_PREFIX}{modality}'
+
+
+def modalities_in(batch: Mapping[str, Any]) -> tuple[str, ...]:
+    """List the modalities present in a batch, in key order.
+
+    Args:
+        batch: A sample or batch dict.
+
+    Returns:
+        The modality names, i.e. the keys starting with ``image_`` without the prefix.
+    """
+    return tuple(k.removeprefix(IMAGE_PREFIX) for k in batch if k.startswith(IMAGE_PREFIX))
+
+
+def channel_axis(sample_ndim: int) -> int:
+    """Return the channel axis of a modality sample.
+
+    Args:
+        sample_ndim: Number of dimensions of one sample (no batch axis), 1 to 4.
+
+    Returns:
+        The channel axis within the sample.
+
+    Raises:
+        ValueError: If the layout is not one of (C,), (T, C), (C, H, W), (T, C, H, W).
+    """
+    if sample_ndim not in CHANNEL_AXIS:
+        msg = (
+            f'a modality sample must have 1 to 4 dimensions ((C,), (T, C), (C, H, W) or '
+            f'(T, C, H, W)), got {sample_ndim}'
+        )
+        raise ValueError(msg)
+    return CHANNEL_AXIS[sample_ndim]
+
+
+def check_keys(batch: Mapping[str, Any], modalities: Iterable[str]) -> None:
+    """Check that every key of a batch is part of the convention.
+
+    Args:
+        batch: A sample or batch dict.
+        modalities: The modalities a model knows.
+
+    Raises:
+        KeyError: If a key is neither a known modality, its validity or day-of-year mask, nor metadata.
+    """
+    known = set(modalities)
+    for key in batch:
+        for prefix in (IMAGE_PREFIX, VALID_PREFIX, DOY_PREFIX):
+            if key.startswith(prefix):
+                if key.removeprefix(prefix) not in known:
+                    msg = (
+                        f'batch key {key!r} names unknown modality '
+                        f'{key.removeprefix(prefix)!r}; known modalities: {sorted(known)}'
+                    )
+                    raise KeyError(msg)
+                break
+        else:
+            if key not in METADATA_KEYS:
+                msg = (
+                    f'unknown batch key {key!r}: expected image_<modality> with a modality in '
+                    f'{sorted(known)}, valid_<modality>, doy_<modality> or one of '
+                    f'{sorted(METADATA_KEYS)}'
+                )
+                raise KeyError(msg)

@@ -1,0 +1,436 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""Base classes for multi-modal datamodules."""
+
+import json
+import os
+from abc import abstractmethod
+from typing import Any
+
+import kornia.augmentation as K
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torchgeo.datamodules import NonGeoDataModule
+
+from ..batch import channel_axis, image_key, modalities_in
+from ..datasets.tensor import TensorMultiModalDataset
+from ..transforms import ModalityNormalizer, stats_from_tensors
+
+Stats = dict[str, tuple[Tensor, Tensor]]
+
+
+def kfold_split(
+    num_samples: int, num_folds: int, fold: int, seed: int, val_is_test: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split sample indices for k-fold cross-validation.
+
+    The samples are permuted once with *seed* and cut into *num_folds* contiguous folds
+    (``np.array_split``). Fold *fold* is the test set. The validation set is the next fold,
+    ``(fold + 1) % num_folds``, carved from the training folds, or the test fold itself when
+    *val_is_test* is set (the MDiCo authors' protocol, which early-stops on the test fold).
+
+    Args:
+        num_samples: Number of samples.
+        num_folds: Number of folds, at least 2 (3 when the validation fold is carved out).
+        fold: Index of the test fold, ``0 <= fold < num_folds``.
+        seed: Seed of the permutation.
+        val_is_test: Use the test fold for validation too.
+
+    Returns:
+        Train, validation and test indices (int64 arrays, each sorted).
+
+    Raises:
+        ValueError: If the fold arguments are out of range.
+    """
+    min_folds = 2 if val_is_test else 3
+    if num_folds < min_folds:
+        msg = f'num_folds must be at least {min_folds} (val_is_test={val_is_test}), got {num_folds}'
+        raise ValueError(msg)
+    if not 0 <= fold < num_folds:
+        msg = f'fold must be in [0, {num_folds}), got {fold}'
+        raise ValueError(msg)
+    if num_samples < num_folds:
+        msg = f'cannot split {num_samples} samples into {num_folds} folds'
+        raise ValueError(msg)
+    permutation = np.random.RandomState(seed).permutation(num_samples)
+    folds = np.array_split(permutation, num_folds)
+    val_fold = fold if val_is_test else (fold + 1) % num_folds
+    train = [f for i, f in enumerate(folds) if i not in (fold, val_fold)]
+    return (np.sort(np.concatenate(train)), np.sort(folds[val_fold]), np.sort(folds[fold]))
+
+
+def _flip_augmentation() -> K.AugmentationSequential:
+    """Return the default geometric augmentation of image modalities.
+
+    Returns:
+        Random horizontal and vertical flips, with the same parameters for every image key.
+    """
+    return K.AugmentationSequential(
+        K.RandomHorizontalFlip(), K.RandomVerticalFlip(), data_keys=None, keepdim=True
+    )
+
+
+class MultiModalDataModule(NonGeoDataModule):
+    """Base datamodule for ``image_<modality>`` batches.
+
+    Compared with :class:`~torchgeo.datamodules.NonGeoDataModule` it
+
+    * normalises each modality with its own per-channel, NaN-aware statistics computed on the training
+      split only (:class:`~torchgeo_colearn.transforms.ModalityNormalizer`), on the device after the
+      batch transfer; NaN become 0 with a validity mask when *fill_nan* is set;
+    * applies kornia geometric augmentations during training to the (B, C, H, W) image modalities only,
+      with the same parameters for all the co-registered images of a sample; time series and vectors
+      are never augmented;
+    * loads :class:`~torchgeo_colearn.datasets.TensorMultiModalDataset` splits a whole batch at a time;
+    * saves the statistics in its state dict, so that checkpoints carry them.
+    """
+
+    def __init__(
+        self,
+        dataset_class: type[Dataset[dict[str, Tensor]]],
+        batch_size: int = 32,
+        num_workers: int = 0,
+        augment: bool = True,
+        fill_nan: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        """Initialize a new MultiModalDataModule instance.
+
+        Args:
+            dataset_class: Dataset class to instantiate.
+            batch_size: Size of each mini-batch.
+            num_workers: Number of workers for parallel data loading.
+            augment: Apply random flips to image modalities during training.
+            fill_nan: Replace NaN by 0 after normalisation and mark invalid time steps; when False, NaN
+                reach the model, which raises.
+            **kwargs: Passed to *dataset_class*.
+        """
+        super().__init__(dataset_class, batch_size, num_workers, **kwargs)
+        self.augment = augment
+        self.fill_nan = fill_nan
+        self.train_aug = _flip_augmentation() if augment else None
+        self.normalizer: ModalityNormalizer | None = None
+        self._stats: Stats | None = None
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The modalities of the batches.
+
+        Returns:
+            Modality names.
+
+        Raises:
+            RuntimeError: If called before :meth:`setup`.
+        """
+        dataset = self.train_dataset or self.test_dataset or self.val_dataset
+        if dataset is None:
+            msg = f'{type(self).__name__}.modalities is known only after setup()'
+            raise RuntimeError(msg)
+        return modalities_in(dataset[0])
+
+    def stats_path(self) -> str | None:
+        """Return the file caching the normalisation statistics, if any.
+
+        Subclasses that read files return a path under their data root; in-memory datamodules return
+        None, since their statistics cost one tensor reduction.
+
+        Returns:
+            A JSON path, or None for no cache.
+        """
+        return None
+
+    def compute_stats(self) -> Stats:
+        """Compute the normalisation statistics on the training split.
+
+        Returns:
+            Modality mapped to (mean, std) of shape (C,).
+
+        Raises:
+            RuntimeError: If there is no training split.
+        """
+        dataset = self.train_dataset
+        if dataset is None:
+            msg = f'{type(self).__name__} has no training split to compute statistics on'
+            raise RuntimeError(msg)
+        if isinstance(dataset, TensorMultiModalDataset):
+            return stats_from_tensors(dataset.tensors, dataset.modalities)
+        return _streamed_stats(
+            DataLoader(
+                dataset,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                collate_fn=self.collate_fn,
+            )
+        )
+
+    def _ensure_normalizer(self) -> None:
+        """Build the normaliser from cached, loaded or freshly computed statistics."""
+        if self._stats is None:
+            path = self.stats_path()
+            if path is not None and os.path.exists(path):
+                self._stats = _read_stats(path)
+            else:
+                self._stats = self.compute_stats()
+                if path is not None:
+                    _write_stats(path, self._stats)
+        self.normalizer = ModalityNormalizer(self._stats, fill_nan=self.fill_nan)
+
+    def setup(self, stage: str) -> None:
+        """Set up the splits, then the normaliser.
+
+        Subclasses set ``train_dataset`` and friends in :meth:`setup_splits`; the statistics always come
+        from the training split, whatever the stage.
+
+        Args:
+            stage: Either 'fit', 'validate', 'test' or 'predict'.
+        """
+        self.setup_splits(stage)
+        self._ensure_normalizer()
+
+    @abstractmethod
+    def setup_splits(self, stage: str) -> None:
+        """Set ``train_dataset``, ``val_dataset``, ``test_dataset`` and ``predict_dataset``.
+
+        The training split must be set for every stage: it provides the statistics.
+
+        Args:
+            stage: Either 'fit', 'validate', 'test' or 'predict'.
+        """
+
+    def _dataloader_factory(self, split: str) -> DataLoader[dict[str, Tensor]]:
+        """Build a dataloader, batching in-memory datasets without per-sample collation.
+
+        Args:
+            split: Either 'train', 'val', 'test' or 'predict'.
+
+        Returns:
+            A dataloader for the split.
+        """
+        dataset = self._valid_attribute(f'{split}_dataset', 'dataset')
+        if not isinstance(dataset, TensorMultiModalDataset):
+            return super()._dataloader_factory(split)
+        batch_size = self._valid_attribute(f'{split}_batch_size', 'batch_size')
+        train = split == 'train'
+        order = RandomSampler(dataset) if train else SequentialSampler(dataset)
+        sampler = BatchSampler(order, batch_size, drop_last=train and len(dataset) > batch_size)
+        return DataLoader(_BatchView(dataset), batch_size=None, sampler=sampler)
+
+    def on_after_batch_transfer(
+        self, batch: dict[str, Tensor], dataloader_idx: int
+    ) -> dict[str, Tensor]:
+        """Augment (training only) and normalise a batch on the device.
+
+        Args:
+            batch: A batch of data, already on the device.
+            dataloader_idx: Index of the dataloader.
+
+        Returns:
+            The augmented, normalised batch.
+        """
+        if self.trainer is not None and self.trainer.training and self.train_aug is not None:
+            images = {k: v for k, v in batch.items() if k.startswith('image_') and v.ndim == 4}
+            if images:
+                batch.update(self.train_aug(images))
+        if self.normalizer is None:
+            self._ensure_normalizer()
+        assert self.normalizer is not None
+        device = batch[image_key(modalities_in(batch)[0])].device
+        self.normalizer.to(device)
+        return self.normalizer(batch)
+
+    def train_labels(self) -> Tensor:
+        """Return the labels of the training split.
+
+        Returns:
+            The ``label`` of every training sample, stacked.
+
+        Raises:
+            RuntimeError: If there is no training split.
+        """
+        dataset = self.train_dataset
+        if dataset is None:
+            msg = f'{type(self).__name__} has no training split'
+            raise RuntimeError(msg)
+        if isinstance(dataset, TensorMultiModalDataset):
+            return dataset.tensors['label']
+        return torch.stack([torch.as_tensor(dataset[i]['label']) for i in range(len(dataset))])  # type: ignore[arg-type]
+
+    def class_weights(self) -> Tensor:
+        """Return 'balanced' class weights of the training split, n / (k * count_c).
+
+        For multi-label data, the weights are per label, from the positive counts.
+
+        Returns:
+            Float32 weights, shape (num_classes,); classes absent from the split get weight 0.
+        """
+        labels = self.train_labels()
+        if labels.ndim == 2:
+            counts = labels.float().sum(0)
+        else:
+            counts = torch.bincount(labels.long()).float()
+        weights = labels.shape[0] / (counts.numel() * counts)
+        return torch.where(counts > 0, weights, torch.zeros_like(weights))
+
+    def target_stats(self) -> tuple[float, float]:
+        """Return the mean and standard deviation (ddof=0) of the training targets.
+
+        Returns:
+            Mean and std of the regression target.
+        """
+        labels = self.train_labels().double()
+        return float(labels.mean()), float(labels.std(unbiased=False))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the normalisation statistics, saved in Lightning checkpoints.
+
+        Returns:
+            The statistics as lists (empty before setup).
+        """
+        if self._stats is None:
+            return {}
+        return {'stats': _stats_to_json(self._stats)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the normalisation statistics from a checkpoint.
+
+        Args:
+            state_dict: A dict returned by :meth:`state_dict`.
+        """
+        if 'stats' in state_dict:
+            self._stats = _stats_from_json(state_dict['stats'])
+            self.normalizer = ModalityNormalizer(self._stats, fill_nan=self.fill_nan)
+
+
+class KFoldDataModule(MultiModalDataModule):
+    """Datamodule for in-memory benchmarks evaluated with k-fold cross-validation.
+
+    Subclasses load the whole benchmark once (:meth:`load_dataset`); the folds are index subsets of it,
+    split by :func:`kfold_split`.
+    """
+
+    def __init__(
+        self,
+        dataset_class: type[Dataset[dict[str, Tensor]]],
+        batch_size: int = 32,
+        num_workers: int = 0,
+        fold: int = 0,
+        num_folds: int = 10,
+        seed: int = 10,
+        val_is_test: bool = False,
+        augment: bool = True,
+        fill_nan: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        """Initialize a new KFoldDataModule instance.
+
+        Args:
+            dataset_class: Dataset class to instantiate.
+            batch_size: Size of each mini-batch.
+            num_workers: Number of workers for parallel data loading.
+            fold: Index of the test fold.
+            num_folds: Number of folds.
+            seed: Seed of the fold permutation.
+            val_is_test: Validate on the test fold, as the MDiCo authors do; by default the validation
+                set is the next fold, carved from the training folds.
+            augment: Apply random flips to image modalities during training.
+            fill_nan: Replace NaN by 0 after normalisation and mark invalid time steps.
+            **kwargs: Passed to *dataset_class*.
+        """
+        super().__init__(dataset_class, batch_size, num_workers, augment, fill_nan, **kwargs)
+        self.fold = fold
+        self.num_folds = num_folds
+        self.seed = seed
+        self.val_is_test = val_is_test
+        self._full: TensorMultiModalDataset | None = None
+
+    @abstractmethod
+    def load_dataset(self) -> TensorMultiModalDataset:
+        """Load the whole benchmark into memory.
+
+        Returns:
+            All samples of the benchmark.
+        """
+
+    def setup_splits(self, stage: str) -> None:
+        """Split the in-memory benchmark into the folds.
+
+        Args:
+            stage: Either 'fit', 'validate', 'test' or 'predict'.
+        """
+        if self._full is None:
+            self._full = self.load_dataset()
+        train, val, test = kfold_split(
+            len(self._full), self.num_folds, self.fold, self.seed, self.val_is_test
+        )
+        self.dataset = self._full
+        self.train_dataset = self._full.subset(train)
+        self.val_dataset = self._full.subset(val)
+        self.test_dataset = self._full.subset(test)
+        self.predict_dataset = self.test_dataset
+
+
+class _BatchView(Dataset[dict[str, Any]]):
+    """Index an in-memory dataset with a list of indices to get a whole batch."""
+
+    def __init__(self, dataset: TensorMultiModalDataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices: list[int]) -> dict[str, Any]:  # type: ignore[override]
+        return self.dataset.batch(indices)
+
+
+def _streamed_stats(loader: DataLoader[dict[str, Tensor]]) -> Stats:
+    """Accumulate NaN-aware per-channel moments over a dataloader.
+
+    Args:
+        loader: Dataloader over the training split.
+
+    Returns:
+        Modality mapped to (mean, std).
+    """
+    moments: dict[str, list[Tensor]] = {}
+    for batch in loader:
+        for modality in modalities_in(batch):
+            x = batch[image_key(modality)]
+            axis = channel_axis(x.ndim - 1) + 1
+            values = x.movedim(axis, -1).reshape(-1, x.shape[axis]).double()
+            finite = torch.isfinite(values)
+            values = torch.where(finite, values, 0)
+            update = [finite.sum(0).double(), values.sum(0), (values**2).sum(0)]
+            if modality in moments:
+                moments[modality] = [a + b for a, b in zip(moments[modality], update)]
+            else:
+                moments[modality] = update
+    stats = {}
+    for modality, (count, total, squares) in moments.items():
+        mean = total / count.clamp(min=1)
+        std = (squares / count.clamp(min=1) - mean**2).clamp(min=0).sqrt()
+        std = torch.where((count == 0) | (std < 1e-12), torch.ones_like(std), std)
+        stats[modality] = (mean.float(), std.float())
+    return stats
+
+
+def _stats_to_json(stats: Stats) -> dict[str, dict[str, list[float]]]:
+    return {m: {'mean': mean.tolist(), 'std': std.tolist()} for m, (mean, std) in stats.items()}
+
+
+def _stats_from_json(data: dict[str, dict[str, list[float]]]) -> Stats:
+    return {m: (torch.tensor(v['mean']), torch.tensor(v['std'])) for m, v in data.items()}
+
+
+def _read_stats(path: str) -> Stats:
+    with open(path) as f:
+        return _stats_from_json(json.load(f))
+
+
+def _write_stats(path: str, stats: Stats) -> None:
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    with open(path, 'w') as f:
+        json.dump(_stats_to_json(stats), f, indent=1)
+
