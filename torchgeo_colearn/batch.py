@@ -79,7 +79,9 @@ def modalities_in(batch: Mapping[str, Any]) -> tuple[str, ...]:
     Returns:
         The modality names, i.e. the keys starting with ``image_`` without the prefix.
     """
-    return tuple(k.removeprefix(IMAGE_PREFIX) for k in batch if k.startswith(IMAGE_PREFIX))
+    return tuple(
+        k.removeprefix(IMAGE_PREFIX) for k in batch if k.startswith(IMAGE_PREFIX)
+    )
 
 
 def channel_axis(sample_ndim: int) -> int:

@@ -43,7 +43,9 @@ class ModalityNormalizer(nn.Module):
     (combined with a mask the dataset already gave).
     """
 
-    def __init__(self, stats: Mapping[str, tuple[Tensor, Tensor]], fill_nan: bool = True) -> None:
+    def __init__(
+        self, stats: Mapping[str, tuple[Tensor, Tensor]], fill_nan: bool = True
+    ) -> None:
         """Initialize a new ModalityNormalizer instance.
 
         Args:
@@ -54,8 +56,12 @@ class ModalityNormalizer(nn.Module):
         self.modalities = tuple(stats)
         self.fill_nan = fill_nan
         for modality, (mean, std) in stats.items():
-            self.register_buffer(f'{modality}_mean', torch.as_tensor(mean, dtype=torch.float32))
-            self.register_buffer(f'{modality}_std', torch.as_tensor(std, dtype=torch.float32))
+            self.register_buffer(
+                f'{modality}_mean', torch.as_tensor(mean, dtype=torch.float32)
+            )
+            self.register_buffer(
+                f'{modality}_std', torch.as_tensor(std, dtype=torch.float32)
+            )
 
     def stats(self, modality: str) -> tuple[Tensor, Tensor]:
         """Return the statistics of one modality.
@@ -102,7 +108,9 @@ class ModalityNormalizer(nn.Module):
                 if x.ndim in (3, 5):
                     step_valid = torch.isfinite(x).flatten(2).any(-1)
                     vkey = valid_key(modality)
-                    batch[vkey] = step_valid & batch[vkey] if vkey in batch else step_valid
+                    batch[vkey] = (
+                        step_valid & batch[vkey] if vkey in batch else step_valid
+                    )
                 x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
             batch[key] = x
         return batch

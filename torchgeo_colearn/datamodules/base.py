@@ -12,7 +12,13 @@ import kornia.augmentation as K
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+)
 from torchgeo.datamodules import NonGeoDataModule
 
 from ..batch import channel_axis, image_key, modalities_in
@@ -59,7 +65,11 @@ def kfold_split(
     folds = np.array_split(permutation, num_folds)
     val_fold = fold if val_is_test else (fold + 1) % num_folds
     train = [f for i, f in enumerate(folds) if i not in (fold, val_fold)]
-    return (np.sort(np.concatenate(train)), np.sort(folds[val_fold]), np.sort(folds[fold]))
+    return (
+        np.sort(np.concatenate(train)),
+        np.sort(folds[val_fold]),
+        np.sort(folds[fold]),
+    )
 
 
 def _flip_augmentation() -> K.AugmentationSequential:
@@ -153,7 +163,9 @@ class MultiModalDataModule(NonGeoDataModule):
         """
         dataset = self.train_dataset
         if dataset is None:
-            msg = f'{type(self).__name__} has no training split to compute statistics on'
+            msg = (
+                f'{type(self).__name__} has no training split to compute statistics on'
+            )
             raise RuntimeError(msg)
         if isinstance(dataset, TensorMultiModalDataset):
             return stats_from_tensors(dataset.tensors, dataset.modalities)
@@ -215,7 +227,9 @@ class MultiModalDataModule(NonGeoDataModule):
         batch_size = self._valid_attribute(f'{split}_batch_size', 'batch_size')
         train = split == 'train'
         order = RandomSampler(dataset) if train else SequentialSampler(dataset)
-        sampler = BatchSampler(order, batch_size, drop_last=train and len(dataset) > batch_size)
+        sampler = BatchSampler(
+            order, batch_size, drop_last=train and len(dataset) > batch_size
+        )
         return DataLoader(_BatchView(dataset), batch_size=None, sampler=sampler)
 
     def on_after_batch_transfer(
@@ -230,8 +244,14 @@ class MultiModalDataModule(NonGeoDataModule):
         Returns:
             The augmented, normalised batch.
         """
-        if self.trainer is not None and self.trainer.training and self.train_aug is not None:
-            images = {k: v for k, v in batch.items() if k.startswith('image_') and v.ndim == 4}
+        if (
+            self.trainer is not None
+            and self.trainer.training
+            and self.train_aug is not None
+        ):
+            images = {
+                k: v for k, v in batch.items() if k.startswith('image_') and v.ndim == 4
+            }
             if images:
                 batch.update(self.train_aug(images))
         if self.normalizer is None:
@@ -256,21 +276,26 @@ class MultiModalDataModule(NonGeoDataModule):
             raise RuntimeError(msg)
         if isinstance(dataset, TensorMultiModalDataset):
             return dataset.tensors['label']
-        return torch.stack([torch.as_tensor(dataset[i]['label']) for i in range(len(dataset))])  # type: ignore[arg-type]
+        return torch.stack(
+            [torch.as_tensor(dataset[i]['label']) for i in range(len(dataset))]
+        )  # type: ignore[arg-type]
 
     def class_weights(self) -> Tensor:
-        """Return 'balanced' class weights of the training split, n / (k * count_c).
+        """Return 'balanced' weights computed on the training labels.
 
-        For multi-label data, the weights are per label, from the positive counts.
+        Single-label data: n / (k * count_c) per class (scikit-learn's 'balanced'). Multi-label data: the
+        positive weight of each label, negatives / positives.
 
         Returns:
-            Float32 weights, shape (num_classes,); classes absent from the split get weight 0.
+            Float32 weights, shape (num_classes,) or (num_labels,); a class or label absent from the
+            split gets weight 0.
         """
         labels = self.train_labels()
         if labels.ndim == 2:
-            counts = labels.float().sum(0)
-        else:
-            counts = torch.bincount(labels.long()).float()
+            positives = labels.float().sum(0)
+            weights = (labels.shape[0] - positives) / positives
+            return torch.where(positives > 0, weights, torch.zeros_like(weights))
+        counts = torch.bincount(labels.long()).float()
         weights = labels.shape[0] / (counts.numel() * counts)
         return torch.where(counts > 0, weights, torch.zeros_like(weights))
 
@@ -339,7 +364,9 @@ class KFoldDataModule(MultiModalDataModule):
             fill_nan: Replace NaN by 0 after normalisation and mark invalid time steps.
             **kwargs: Passed to *dataset_class*.
         """
-        super().__init__(dataset_class, batch_size, num_workers, augment, fill_nan, **kwargs)
+        super().__init__(
+            dataset_class, batch_size, num_workers, augment, fill_nan, **kwargs
+        )
         self.fold = fold
         self.num_folds = num_folds
         self.seed = seed
@@ -417,11 +444,16 @@ def _streamed_stats(loader: DataLoader[dict[str, Tensor]]) -> Stats:
 
 
 def _stats_to_json(stats: Stats) -> dict[str, dict[str, list[float]]]:
-    return {m: {'mean': mean.tolist(), 'std': std.tolist()} for m, (mean, std) in stats.items()}
+    return {
+        m: {'mean': mean.tolist(), 'std': std.tolist()}
+        for m, (mean, std) in stats.items()
+    }
 
 
 def _stats_from_json(data: dict[str, dict[str, list[float]]]) -> Stats:
-    return {m: (torch.tensor(v['mean']), torch.tensor(v['std'])) for m, v in data.items()}
+    return {
+        m: (torch.tensor(v['mean']), torch.tensor(v['std'])) for m, v in data.items()
+    }
 
 
 def _read_stats(path: str) -> Stats:
@@ -433,4 +465,3 @@ def _write_stats(path: str, stats: Stats) -> None:
     os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
     with open(path, 'w') as f:
         json.dump(_stats_to_json(stats), f, indent=1)
-

@@ -22,7 +22,9 @@ class TensorMultiModalDataset(NonGeoDataset):
     :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
     """
 
-    def __init__(self, tensors: Mapping[str, Tensor], ids: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, tensors: Mapping[str, Tensor], ids: Sequence[str] | None = None
+    ) -> None:
         """Initialize a new TensorMultiModalDataset instance.
 
         Args:
@@ -65,7 +67,9 @@ class TensorMultiModalDataset(NonGeoDataset):
         Returns:
             The sample dict.
         """
-        sample: dict[str, Any] = {key: value[index] for key, value in self.tensors.items()}
+        sample: dict[str, Any] = {
+            key: value[index] for key, value in self.tensors.items()
+        }
         if self.ids is not None:
             sample['id'] = self.ids[index]
         return sample
@@ -80,7 +84,9 @@ class TensorMultiModalDataset(NonGeoDataset):
             The batch dict, each tensor of shape (len(indices), ...); ``id`` is a list.
         """
         index = torch.as_tensor(indices, dtype=torch.long)
-        batch: dict[str, Any] = {key: value[index] for key, value in self.tensors.items()}
+        batch: dict[str, Any] = {
+            key: value[index] for key, value in self.tensors.items()
+        }
         if self.ids is not None:
             batch['id'] = [self.ids[i] for i in index.tolist()]
         return batch

@@ -1,0 +1,95 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""Datamodule of the embedded synthetic multi-sensor benchmark."""
+
+from typing import Any
+
+from ..datasets.synthetic import DEFAULT_MODALITIES, ModalityKind, SyntheticMultiSensor
+from ..datasets.tensor import TensorMultiModalDataset
+from ..metrics import TaskType
+from .base import KFoldDataModule
+
+
+class SyntheticMultiSensorDataModule(KFoldDataModule):
+    """The embedded default benchmark: needs no download, trains in minutes on a CPU.
+
+    Wraps :class:`~torchgeo_colearn.datasets.SyntheticMultiSensor` with k-fold splits (by default 5
+    folds: 3 for training, 1 for validation, 1 for testing).
+    """
+
+    def __init__(
+        self,
+        num_samples: int = 2000,
+        modalities: dict[str, ModalityKind] = DEFAULT_MODALITIES,
+        task: TaskType = 'multiclass',
+        num_classes: int = 4,
+        num_labels: int = 5,
+        shared_dim: int = 4,
+        specific_dim: int = 8,
+        specific_scale: float = 2.0,
+        noise: float = 0.5,
+        seq_len: int = 12,
+        image_size: int = 16,
+        seed: int = 0,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        fold: int = 0,
+        num_folds: int = 5,
+        val_is_test: bool = False,
+        augment: bool = True,
+    ) -> None:
+        """Initialize a new SyntheticMultiSensorDataModule instance.
+
+        Args:
+            num_samples: Number of samples, all folds together.
+            modalities: Modality name mapped to 'timeseries', 'vector' or 'image'; 2 to 5 modalities.
+            task: 'binary', 'multiclass', 'multilabel' or 'regression'.
+            num_classes: Number of classes (multiclass).
+            num_labels: Number of labels (multilabel).
+            shared_dim: Size of the shared latent factor.
+            specific_dim: Size of each modality's specific factors.
+            specific_scale: Standard deviation of the specific factors.
+            noise: Observation noise relative to the signal.
+            seq_len: Time steps of time series.
+            image_size: Height and width of images, in pixels.
+            seed: Seed of the data and of the fold permutation.
+            batch_size: Size of each mini-batch.
+            num_workers: Number of workers for parallel data loading.
+            fold: Index of the test fold.
+            num_folds: Number of folds.
+            val_is_test: Validate on the test fold (the MDiCo authors' protocol).
+            augment: Apply random flips to image modalities during training.
+        """
+        dataset_args: dict[str, Any] = {
+            'num_samples': num_samples,
+            'modalities': modalities,
+            'task': task,
+            'num_classes': num_classes,
+            'num_labels': num_labels,
+            'shared_dim': shared_dim,
+            'specific_dim': specific_dim,
+            'specific_scale': specific_scale,
+            'noise': noise,
+            'seq_len': seq_len,
+            'image_size': image_size,
+        }
+        super().__init__(
+            SyntheticMultiSensor,
+            batch_size,
+            num_workers,
+            fold=fold,
+            num_folds=num_folds,
+            seed=seed,
+            val_is_test=val_is_test,
+            augment=augment,
+            **dataset_args,
+        )
+
+    def load_dataset(self) -> TensorMultiModalDataset:
+        """Generate the whole benchmark.
+
+        Returns:
+            All samples.
+        """
+        return SyntheticMultiSensor(seed=self.seed, **self.kwargs)

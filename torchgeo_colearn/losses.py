@@ -1,0 +1,145 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""Loss terms of MDiCo and of the baselines."""
+
+import itertools
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .metrics import TaskType
+
+#: How the contrastive loss combines the modality pairs.
+ContrastiveReduction = Literal['mean', 'sum_ordered']
+
+
+def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float) -> Tensor:
+    """NT-Xent (InfoNCE) loss between two views of the same samples.
+
+    Both views are concatenated (2B embeddings); for each embedding, the positive is the same sample in
+    the other view and the negatives are the other 2B - 2 embeddings, from both views (the MDiCo
+    authors' formulation, as in SimCLR). Similarities are cosine similarities divided by the temperature.
+
+    Args:
+        z_a: Embeddings of the first view, shape (B, d).
+        z_b: Embeddings of the second view, shape (B, d).
+        temperature: Softmax temperature tau.
+
+    Returns:
+        The mean loss over the 2B anchors, a scalar. Symmetric in (z_a, z_b).
+    """
+    batch_size = z_a.shape[0]
+    z = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)
+    logits = z @ z.T / temperature
+    logits.fill_diagonal_(float('-inf'))
+    targets = torch.arange(2 * batch_size, device=z.device).roll(batch_size)
+    return F.cross_entropy(logits, targets)
+
+
+def contrastive_loss(
+    shared: Mapping[str, Tensor],
+    temperature: float,
+    reduction: ContrastiveReduction = 'mean',
+) -> Tensor:
+    """Contrastive loss between the shared embeddings of every pair of modalities.
+
+    Args:
+        shared: Modality mapped to its shared embedding, shape (B, d); at least two modalities.
+        temperature: Softmax temperature tau.
+        reduction: 'mean' over the M(M-1)/2 unordered pairs (default), or 'sum_ordered' over the
+            M(M-1) ordered pairs, which reproduces the MDiCo authors' code (each symmetric pair counted
+            twice, no averaging).
+
+    Returns:
+        A scalar loss.
+
+    Raises:
+        ValueError: With fewer than two modalities.
+    """
+    if len(shared) < 2:
+        msg = f'the contrastive loss needs at least two modalities, got {list(shared)}'
+        raise ValueError(msg)
+    pairs = itertools.combinations(shared.values(), 2)
+    losses = torch.stack([nt_xent(a, b, temperature) for a, b in pairs])
+    match reduction:
+        case 'mean':
+            return losses.mean()
+        case 'sum_ordered':
+            return 2 * losses.sum()
+
+
+class TaskLoss(nn.Module):
+    """The supervised loss of a task type, on raw model outputs.
+
+    * binary: binary cross-entropy on one logit; with class weights, each sample weighs
+      ``class_weights[y]`` and the loss is the weighted mean (as ``nn.CrossEntropyLoss`` does);
+    * multiclass: cross-entropy with optional class weights;
+    * multilabel: binary cross-entropy with logits, optional per-label positive weights;
+    * regression: mean squared error on the standardised target ``(y - mean) / std``.
+    """
+
+    def __init__(
+        self,
+        task: TaskType,
+        class_weights: Tensor | None = None,
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
+    ) -> None:
+        """Initialize a new TaskLoss instance.
+
+        Args:
+            task: The task type.
+            class_weights: Per-class (binary, multiclass) or per-label positive (multilabel) weights.
+            target_mean: Regression target mean, in target units.
+            target_std: Regression target standard deviation, in target units.
+        """
+        super().__init__()
+        self.task = task
+        self.register_buffer('class_weights', class_weights)
+        self.register_buffer('target_mean', torch.tensor(float(target_mean)))
+        self.register_buffer('target_std', torch.tensor(float(target_std)))
+
+    def standardize(self, target: Tensor) -> Tensor:
+        """Standardise a regression target.
+
+        Args:
+            target: Target in target units, shape (B,).
+
+        Returns:
+            ``(target - mean) / std``.
+        """
+        return (target.float() - self.target_mean) / self.target_std
+
+    def forward(self, output: Tensor, target: Tensor) -> Tensor:
+        """Compute the loss.
+
+        Args:
+            output: Raw outputs: (B,) logits (binary), (B, K) logits (multiclass), (B, L) logits
+                (multilabel), (B,) standardised values (regression).
+            target: (B,) int64 class indices, (B, L) multi-hot labels or (B,) values in target units.
+
+        Returns:
+            A scalar loss.
+        """
+        weights: Tensor | None = self.class_weights
+        match self.task:
+            case 'binary':
+                losses = F.binary_cross_entropy_with_logits(
+                    output.float(), target.float(), reduction='none'
+                )
+                if weights is None:
+                    return losses.mean()
+                sample_weights = weights[target.long()]
+                return (losses * sample_weights).sum() / sample_weights.sum()
+            case 'multiclass':
+                return F.cross_entropy(output.float(), target.long(), weight=weights)
+            case 'multilabel':
+                return F.binary_cross_entropy_with_logits(
+                    output.float(), target.float(), pos_weight=weights
+                )
+            case 'regression':
+                return F.mse_loss(output.float(), self.standardize(target))

@@ -1,0 +1,100 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""The encoder interface and the registry that builds encoders by name from YAML."""
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from torch import Tensor, nn
+
+
+class Encoder(nn.Module, ABC):
+    """A modality encoder: one sample batch in, one embedding per sample out.
+
+    Subclasses set :attr:`input_shape`, the shape of one sample (no batch axis) with ``None`` for a
+    free axis (e.g. the time axis of a masked time-series encoder, or the spatial size of a CNN). The
+    tasks check batches against it, so that a wrong shape fails with a message naming the key.
+    """
+
+    #: Shape of one input sample, ``None`` where any size is accepted.
+    input_shape: tuple[int | None, ...]
+
+    #: Size of the output embedding.
+    out_dim: int
+
+    @abstractmethod
+    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Encode a batch.
+
+        Args:
+            x: Input batch, shape (B, *input_shape).
+            valid: Optional (B, T) bool mask of valid time steps (time-series encoders).
+
+        Returns:
+            Embeddings, shape (B, out_dim).
+        """
+
+    def accepts(self, shape: tuple[int, ...]) -> bool:
+        """Tell whether a sample shape fits :attr:`input_shape`.
+
+        Args:
+            shape: Shape of one sample (no batch axis).
+
+        Returns:
+            True if the number of axes and every fixed size match.
+        """
+        return len(shape) == len(self.input_shape) and all(
+            want is None or want == got for want, got in zip(self.input_shape, shape)
+        )
+
+
+EncoderT = TypeVar('EncoderT', bound=type[Encoder])
+
+#: Encoder families by name, as used under ``encoders.<modality>.name`` in the task config.
+ENCODERS: dict[str, type[Encoder]] = {}
+
+
+def register_encoder(name: str) -> Callable[[EncoderT], EncoderT]:
+    """Register an encoder class under a name usable from YAML.
+
+    Args:
+        name: The registry name.
+
+    Returns:
+        A class decorator.
+    """
+
+    def decorator(cls: EncoderT) -> EncoderT:
+        ENCODERS[name] = cls
+        return cls
+
+    return decorator
+
+
+def build_encoder(config: Mapping[str, Any], out_dim: int) -> Encoder:
+    """Build an encoder from its config.
+
+    Args:
+        config: ``name`` (a key of :data:`ENCODERS`) plus the keyword arguments of that class, except
+            ``out_dim``.
+        out_dim: Size of the output embedding.
+
+    Returns:
+        The encoder.
+
+    Raises:
+        ValueError: If the name is missing or unknown.
+        TypeError: If the arguments do not fit the encoder class.
+    """
+    kwargs = dict(config)
+    name = kwargs.pop('name', None)
+    if name not in ENCODERS:
+        msg = f'encoder name {name!r} is not one of {sorted(ENCODERS)} (config: {dict(config)})'
+        raise ValueError(msg)
+    try:
+        return ENCODERS[name](out_dim=out_dim, **kwargs)
+    except TypeError as error:
+        msg = f'bad arguments for encoder {name!r} ({kwargs}): {error}'
+        raise TypeError(msg) from error

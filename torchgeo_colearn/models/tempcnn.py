@@ -1,0 +1,127 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""TempCNN: temporal convolutions for (T, C) and (T, C, H, W) time series."""
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+from torch import Tensor, nn
+
+from .encoder import Encoder, register_encoder
+
+
+@register_encoder('tempcnn')
+class TempCNN(Encoder):
+    """Temporal CNN encoder (Pelletier et al., 2019), the time-series encoder of MDiCo.
+
+    ``num_layers`` blocks of Conv1d over time (same padding) + BatchNorm + ReLU + Dropout, then either
+    the flattened (T x hidden) features (``pooling='flatten'``, fixed length) or their mean over the valid
+    time steps (``pooling='mean'``, any length, padded steps ignored), then a dense block
+    (Linear + BatchNorm + ReLU + Dropout) and a linear projection to ``out_dim``, optionally
+    layer-normalised. Image time series (T, C, H, W) are flattened per time step.
+
+    If you use this model in your research, please cite:
+
+    * https://doi.org/10.3390/rs11050523
+    """
+
+    def __init__(
+        self,
+        in_channels: int | Sequence[int],
+        out_dim: int,
+        seq_len: int | None = None,
+        hidden_dim: int = 128,
+        num_layers: int = 3,
+        kernel_size: int = 5,
+        dense_dim: int = 512,
+        dropout: float = 0.2,
+        pooling: Literal['flatten', 'mean'] = 'flatten',
+        layer_norm: bool = False,
+    ) -> None:
+        """Initialize a new TempCNN instance.
+
+        Args:
+            in_channels: Channels per time step, or the per-step shape, e.g. ``[10, 6, 6]`` for
+                (T, 10, 6, 6) image time series.
+            out_dim: Size of the output embedding.
+            seq_len: Number of time steps; required with ``pooling='flatten'``.
+            hidden_dim: Filters of each convolution.
+            num_layers: Number of convolution blocks.
+            kernel_size: Temporal kernel size (odd).
+            dense_dim: Width of the dense layer.
+            dropout: Dropout probability after each block.
+            pooling: 'flatten' (fixed length) or 'mean' (masked mean over valid steps).
+            layer_norm: Apply LayerNorm to the output (the MDiCo LFMC setup).
+
+        Raises:
+            ValueError: If ``pooling='flatten'`` without ``seq_len``, or the kernel size is even.
+        """
+        super().__init__()
+        step_shape = (
+            (in_channels,) if isinstance(in_channels, int) else tuple(in_channels)
+        )
+        if pooling == 'flatten' and seq_len is None:
+            raise ValueError("TempCNN with pooling='flatten' needs seq_len")
+        if kernel_size % 2 == 0:
+            msg = (
+                f'TempCNN kernel_size must be odd to keep the length, got {kernel_size}'
+            )
+            raise ValueError(msg)
+        self.input_shape = (seq_len, *step_shape)
+        self.out_dim = out_dim
+        self.pooling = pooling
+        features = math.prod(step_shape)
+        blocks: list[nn.Module] = []
+        for layer in range(num_layers):
+            blocks += [
+                nn.Conv1d(
+                    features if layer == 0 else hidden_dim,
+                    hidden_dim,
+                    kernel_size,
+                    padding=kernel_size // 2,
+                ),
+                nn.BatchNorm1d(hidden_dim),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+            ]
+        self.convs = nn.Sequential(*blocks)
+        pooled = (
+            hidden_dim * seq_len if pooling == 'flatten' and seq_len else hidden_dim
+        )
+        self.dense = nn.Sequential(
+            nn.Linear(pooled, dense_dim),
+            nn.BatchNorm1d(dense_dim),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+        )
+        self.output = nn.Linear(dense_dim, out_dim)
+        self.norm: nn.Module = nn.LayerNorm(out_dim) if layer_norm else nn.Identity()
+
+    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Encode a batch of time series.
+
+        Args:
+            x: (B, T, C) or (B, T, C, H, W) batch.
+            valid: Optional (B, T) bool mask of valid time steps; invalid steps are zeroed and, with
+                ``pooling='mean'``, left out of the mean.
+
+        Returns:
+            Embeddings, shape (B, out_dim).
+        """
+        x = x.flatten(2)
+        if valid is not None:
+            x = x * valid.unsqueeze(-1)
+        features = self.convs(x.transpose(1, 2))
+        match self.pooling:
+            case 'flatten':
+                pooled = features.flatten(1)
+            case 'mean':
+                if valid is None:
+                    pooled = features.mean(-1)
+                else:
+                    weights = valid.unsqueeze(1).to(features.dtype)
+                    pooled = (features * weights).sum(-1) / weights.sum(-1).clamp(min=1)
+        out: Tensor = self.norm(self.output(self.dense(pooled)))
+        return out
