@@ -87,7 +87,9 @@ def run_method(
     seed_everything(seed, workers=True)
     datamodule = SyntheticMultiSensorDataModule(task=task, seed=seed, **data_args)
     model = METHODS[method](
-        encoders=demo_encoders(datamodule.kwargs['modalities'], datamodule.kwargs['seq_len']),
+        encoders=demo_encoders(
+            datamodule.kwargs['modalities'], datamodule.kwargs['seq_len']
+        ),
         task=task,
         num_classes=datamodule.kwargs['num_classes'] if task == 'multiclass' else None,
         num_labels=datamodule.kwargs['num_labels'] if task == 'multilabel' else None,
@@ -99,7 +101,11 @@ def run_method(
         max_epochs=max_epochs,
         accelerator=accelerator,
         logger=TensorBoardLogger(output, name=method.replace(' ', '_')),
-        callbacks=[EarlyStopping('val_loss', patience=patience), checkpoint, *callbacks],
+        callbacks=[
+            EarlyStopping('val_loss', patience=patience),
+            checkpoint,
+            *callbacks,
+        ],
         enable_model_summary=False,
         log_every_n_steps=10,
     )
@@ -109,7 +115,9 @@ def run_method(
 
 
 def comparison_rows(
-    task: TaskType, modalities: Sequence[str], results: Mapping[str, Mapping[str, float]]
+    task: TaskType,
+    modalities: Sequence[str],
+    results: Mapping[str, Mapping[str, float]],
 ) -> list[dict[str, Any]]:
     """Tabulate co-learned vs trained-alone test metrics per inference modality.
 
@@ -128,7 +136,9 @@ def comparison_rows(
             values = {m: results[m][f'test_{modality}_{metric}'] for m in METHODS}
             sign = -1 if metric in ('RMSE', 'MAE') else 1
             gain = sign * (values['co-learned'] - values['trained alone'])
-            rows.append({'modality': modality, 'metric': metric, **values, 'gain': gain})
+            rows.append(
+                {'modality': modality, 'metric': metric, **values, 'gain': gain}
+            )
     return rows
 
 
@@ -141,7 +151,10 @@ def print_table(rows: Sequence[Mapping[str, Any]], title: str) -> None:
     """
     table = Table(title=title)
     for column in ('inference modality', 'metric', *METHODS, 'gain'):
-        table.add_column(column, justify='left' if column in ('inference modality', 'metric') else 'right')
+        table.add_column(
+            column,
+            justify='left' if column in ('inference modality', 'metric') else 'right',
+        )
     for row in rows:
         gain = row['gain']
         style = 'green' if gain > 0 else 'red'
@@ -185,11 +198,17 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         ),
     )
     parser.add_argument(
-        '--task', default='multiclass', choices=['binary', 'multiclass', 'multilabel', 'regression']
+        '--task',
+        default='multiclass',
+        choices=['binary', 'multiclass', 'multilabel', 'regression'],
     )
-    parser.add_argument('--output', default='logs/demo', help='log directory (TensorBoard, tables)')
+    parser.add_argument(
+        '--output', default='logs/demo', help='log directory (TensorBoard, tables)'
+    )
     parser.add_argument('--max-epochs', type=int, default=60)
-    parser.add_argument('--patience', type=int, default=10, help='early stopping on val_loss')
+    parser.add_argument(
+        '--patience', type=int, default=10, help='early stopping on val_loss'
+    )
     parser.add_argument('--num-samples', type=int, default=2000)
     parser.add_argument('--accelerator', default='auto')
     parser.add_argument('--seed', type=int, default=0)
@@ -209,7 +228,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         for method in METHODS
     }
     rows = comparison_rows(args.task, list(DEFAULT_MODALITIES), results)
-    print_table(rows, f'Synthetic benchmark ({args.task}): test metrics per inference modality')
+    print_table(
+        rows, f'Synthetic benchmark ({args.task}): test metrics per inference modality'
+    )
     path = os.path.join(args.output, 'comparison.csv')
     write_table(rows, path)
     print(f'Table written to {path}; TensorBoard: tensorboard --logdir {args.output}')

@@ -38,7 +38,11 @@ def main(args: ArgsType = None) -> Any:
     Returns:
         The LightningCLI instance, or the result of an extra subcommand.
     """
-    argv = list(sys.argv[1:] if args is None else args) if not isinstance(args, dict) else None
+    argv = (
+        list(sys.argv[1:] if args is None else args)
+        if not isinstance(args, dict)
+        else None
+    )
     if argv and argv[0] in EXTRA_COMMANDS:
         from . import demo
 

@@ -111,3 +111,16 @@ def metric_input(task: TaskType, prediction: Tensor) -> Tensor:
     if task == 'binary':
         return torch.stack([1 - prediction, prediction], dim=-1)
     return prediction
+
+
+def metric_target(task: TaskType, target: Tensor) -> Tensor:
+    """Shape a target for the metrics of :func:`build_metrics`.
+
+    Args:
+        task: The task type.
+        target: Batch targets: class indices, multi-hot labels (any dtype) or values.
+
+    Returns:
+        int64 targets for classification tasks, float32 values for regression.
+    """
+    return target.float() if task == 'regression' else target.long()

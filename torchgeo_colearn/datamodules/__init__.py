@@ -4,5 +4,18 @@
 """Multi-modal Earth observation datamodules."""
 
 from .base import KFoldDataModule, MultiModalDataModule, kfold_split
+from .cropharvest import CropHarvestDataModule
+from .eurosat_s1s2 import EuroSATS1S2DataModule
+from .synthetic import SyntheticMultiSensorDataModule
+from .treesatai_ts import PadTimeSeries, TreeSatAITimeSeriesDataModule
 
-__all__ = ('KFoldDataModule', 'MultiModalDataModule', 'kfold_split')
+__all__ = (
+    'CropHarvestDataModule',
+    'EuroSATS1S2DataModule',
+    'KFoldDataModule',
+    'MultiModalDataModule',
+    'PadTimeSeries',
+    'SyntheticMultiSensorDataModule',
+    'TreeSatAITimeSeriesDataModule',
+    'kfold_split',
+)

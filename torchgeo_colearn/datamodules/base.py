@@ -215,6 +215,9 @@ class MultiModalDataModule(NonGeoDataModule):
     def _dataloader_factory(self, split: str) -> DataLoader[dict[str, Tensor]]:
         """Build a dataloader, batching in-memory datasets without per-sample collation.
 
+        The last incomplete training batch is dropped (batch normalisation needs more than one sample)
+        unless the split is smaller than one batch, so that tiny splits still train.
+
         Args:
             split: Either 'train', 'val', 'test' or 'predict'.
 
@@ -222,15 +225,22 @@ class MultiModalDataModule(NonGeoDataModule):
             A dataloader for the split.
         """
         dataset = self._valid_attribute(f'{split}_dataset', 'dataset')
-        if not isinstance(dataset, TensorMultiModalDataset):
-            return super()._dataloader_factory(split)
         batch_size = self._valid_attribute(f'{split}_batch_size', 'batch_size')
         train = split == 'train'
-        order = RandomSampler(dataset) if train else SequentialSampler(dataset)
-        sampler = BatchSampler(
-            order, batch_size, drop_last=train and len(dataset) > batch_size
+        drop_last = train and len(dataset) > batch_size
+        if isinstance(dataset, TensorMultiModalDataset):
+            order = RandomSampler(dataset) if train else SequentialSampler(dataset)
+            sampler = BatchSampler(order, batch_size, drop_last=drop_last)
+            return DataLoader(_BatchView(dataset), batch_size=None, sampler=sampler)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=train,
+            num_workers=self.num_workers,
+            collate_fn=self.collate_fn,
+            drop_last=drop_last,
+            persistent_workers=self.num_workers > 0,
         )
-        return DataLoader(_BatchView(dataset), batch_size=None, sampler=sampler)
 
     def on_after_batch_transfer(
         self, batch: dict[str, Tensor], dataloader_idx: int
@@ -280,11 +290,15 @@ class MultiModalDataModule(NonGeoDataModule):
             [torch.as_tensor(dataset[i]['label']) for i in range(len(dataset))]
         )  # type: ignore[arg-type]
 
-    def class_weights(self) -> Tensor:
+    def class_weights(self, num_classes: int | None = None) -> Tensor:
         """Return 'balanced' weights computed on the training labels.
 
         Single-label data: n / (k * count_c) per class (scikit-learn's 'balanced'). Multi-label data: the
         positive weight of each label, negatives / positives.
+
+        Args:
+            num_classes: Number of classes of the task, so that classes absent from the split still get
+                a (zero) weight; by default the largest label + 1.
 
         Returns:
             Float32 weights, shape (num_classes,) or (num_labels,); a class or label absent from the
@@ -295,7 +309,7 @@ class MultiModalDataModule(NonGeoDataModule):
             positives = labels.float().sum(0)
             weights = (labels.shape[0] - positives) / positives
             return torch.where(positives > 0, weights, torch.zeros_like(weights))
-        counts = torch.bincount(labels.long()).float()
+        counts = torch.bincount(labels.long(), minlength=num_classes or 0).float()
         weights = labels.shape[0] / (counts.numel() * counts)
         return torch.where(counts > 0, weights, torch.zeros_like(weights))
 

@@ -3,6 +3,16 @@
 
 """Multi-modal Earth observation datasets."""
 
+from .cropharvest import CropHarvestMultiModal
+from .eurosat_s1s2 import EuroSATS1S2
+from .synthetic import SyntheticMultiSensor
 from .tensor import TensorMultiModalDataset
+from .treesatai_ts import TreeSatAITimeSeries
 
-__all__ = ('TensorMultiModalDataset',)
+__all__ = (
+    'CropHarvestMultiModal',
+    'EuroSATS1S2',
+    'SyntheticMultiSensor',
+    'TensorMultiModalDataset',
+    'TreeSatAITimeSeries',
+)

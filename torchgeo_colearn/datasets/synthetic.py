@@ -65,8 +65,8 @@ class SyntheticMultiSensor(TensorMultiModalDataset):
         num_labels: int = 5,
         shared_dim: int = 4,
         specific_dim: int = 8,
-        specific_scale: float = 2.0,
-        noise: float = 0.5,
+        specific_scale: float = 1.0,
+        noise: float = 0.1,
         seq_len: int = 12,
         image_size: int = 16,
         seed: int = 0,
@@ -130,7 +130,7 @@ def _mix(factors: Tensor, out_features: int, generator: Generator) -> Tensor:
     second = (
         torch.randn(MIXING_WIDTH, out_features, generator=generator) / MIXING_WIDTH**0.5
     )
-    return torch.tanh(factors @ first * 2) @ second
+    return torch.tanh(factors @ first) @ second
 
 
 def _render(

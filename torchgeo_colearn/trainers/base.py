@@ -17,7 +17,7 @@ from torchgeo.trainers import BaseTask
 
 from ..batch import check_keys, image_key, modalities_in, valid_key
 from ..losses import TaskLoss
-from ..metrics import TaskType, build_metrics, metric_input
+from ..metrics import TaskType, build_metrics, metric_input, metric_target
 from ..models import Encoder
 
 #: A modality's input: the batch tensor and its optional (B, T) validity mask.
@@ -196,8 +196,8 @@ class MultiModalTask(BaseTask, ABC):
         if self.hparams.get('class_weights') == 'balanced' and hasattr(
             datamodule, 'class_weights'
         ):
-            weights = datamodule.class_weights().to(criterion.target_mean.device)
             expected = criterion.class_weights.shape
+            weights = datamodule.class_weights(expected[0]).to(criterion.target_mean.device)
             if weights.shape != expected:
                 msg = (
                     f'datamodule.class_weights() returned {tuple(weights.shape)} weights, the task '
@@ -487,9 +487,8 @@ class MultiModalTask(BaseTask, ABC):
             )
         for modality, raw in outputs.items():
             metrics = self.metrics[f'{stage}_{modality}']
-            metrics.update(
-                metric_input(self.task_type, self.postprocess(raw.detach())), target
-            )
+            prediction = metric_input(self.task_type, self.postprocess(raw.detach()))
+            metrics.update(prediction, metric_target(self.task_type, target))
             self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
         return losses['loss']
 

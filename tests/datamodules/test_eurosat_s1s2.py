@@ -1,0 +1,183 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""Tests of the EuroSAT S1+S2 datamodule."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import Tensor
+
+from torchgeo_colearn.datamodules.eurosat_s1s2 import EuroSATS1S2DataModule
+from torchgeo_colearn.transforms import ModalityNormalizer
+
+DATA = os.path.join('tests', 'data', 'eurosat_s1s2')
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> str:
+    """A writable copy of the fake data (the statistics cache is written there)."""
+    path = tmp_path / 'eurosat'
+    for sensor in ('eurosat_s1', 'eurosat_s2'):
+        shutil.copytree(os.path.join(DATA, sensor), path / sensor)
+    return str(path)
+
+
+def whole_training_batch(datamodule: EuroSATS1S2DataModule) -> dict[str, Tensor]:
+    """The 4 fake training samples as one normalised batch."""
+    batch = next(iter(datamodule.train_dataloader()))
+    out: dict[str, Tensor] = datamodule.on_after_batch_transfer(batch, 0)
+    return out
+
+
+def test_normalised_batches(root: str) -> None:
+    datamodule = EuroSATS1S2DataModule(root, batch_size=4, augment=False)
+    datamodule.setup('fit')
+    assert datamodule.modalities == ('s1', 's2')
+    batch = whole_training_batch(datamodule)
+    assert batch['image_s1'].shape == (4, 2, 16, 16)
+    assert batch['image_s2'].shape == (4, 13, 16, 16)
+    assert batch['label'].shape == (4,)
+    assert sorted(batch['id']) == sorted(datamodule.train_dataset.ids)  # type: ignore[union-attr]
+    # statistics of the training split: each band of the whole split has mean 0 and std 1
+    for key, channels in (('image_s1', 2), ('image_s2', 13)):
+        x = batch[key].transpose(0, 1).reshape(channels, -1)
+        torch.testing.assert_close(x.mean(1), torch.zeros(channels), atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            x.std(1, unbiased=False), torch.ones(channels), atol=1e-4, rtol=0
+        )
+
+    val = datamodule.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
+    assert val['image_s2'].shape == (2, 13, 16, 16)
+
+
+def test_stats_cache(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    datamodule = EuroSATS1S2DataModule(root, batch_size=4, augment=False)
+    path = datamodule.stats_path()
+    assert path == os.path.join(root, 'eurosat_s1s2_stats_s1-all_s2-all.json')
+    datamodule.setup('fit')
+    with open(path) as f:
+        cached = json.load(f)
+    assert len(cached['s1']['mean']) == 2
+    assert len(cached['s2']['std']) == 13
+
+    # a second datamodule reads the cache instead of streaming the training split again
+    def fail() -> None:
+        raise AssertionError('statistics recomputed')
+
+    monkeypatch.setattr(EuroSATS1S2DataModule, 'compute_stats', lambda self: fail())
+    cached['s1']['mean'] = [100.0, 200.0]
+    with open(path, 'w') as f:
+        json.dump(cached, f)
+    reused = EuroSATS1S2DataModule(root, batch_size=2)
+    reused.setup('test')
+    assert reused.normalizer is not None
+    mean, _ = reused.normalizer.stats('s1')
+    torch.testing.assert_close(mean, torch.tensor([100.0, 200.0]))
+    batch = next(iter(reused.test_dataloader()))
+    assert reused.on_after_batch_transfer(batch, 0)['image_s1'].shape == (2, 2, 16, 16)
+    assert reused.state_dict()['stats']['s1']['mean'] == [100.0, 200.0]
+
+
+def test_band_selection(root: str) -> None:
+    datamodule = EuroSATS1S2DataModule(
+        root, bands_s1=['VV'], bands_s2=['B04', 'B03', 'B02'], batch_size=2
+    )
+    assert datamodule.stats_path().endswith('stats_s1-VV_s2-B04-B03-B02.json')
+    datamodule.setup('validate')
+    batch = datamodule.on_after_batch_transfer(
+        next(iter(datamodule.val_dataloader())), 0
+    )
+    assert batch['image_s1'].shape == (2, 1, 16, 16)
+    assert batch['image_s2'].shape == (2, 3, 16, 16)
+
+
+def test_predict(root: str) -> None:
+    datamodule = EuroSATS1S2DataModule(root, batch_size=2)
+    datamodule.setup('predict')
+    batch = next(iter(datamodule.predict_dataloader()))
+    assert sorted(batch['id']) == ['AnnualCrop_5', 'Residential_11']
+
+
+def test_shared_flips(root: str) -> None:
+    torch.manual_seed(0)
+    datamodule = EuroSATS1S2DataModule(root, batch_size=4)
+    datamodule.setup('fit')
+    # identity statistics, so that the output shows the flips only
+    datamodule.normalizer = ModalityNormalizer(
+        {'s1': (torch.zeros(2), torch.ones(2)), 's2': (torch.zeros(13), torch.ones(13))}
+    )
+    datamodule.trainer = SimpleNamespace(training=True)  # type: ignore[assignment]
+    flipped = 0
+    for _ in range(5):
+        batch = next(iter(datamodule.train_dataloader()))
+        batch['image_s2'][:, :2] = batch['image_s1']
+        original = batch['image_s1'].clone()
+        out = datamodule.on_after_batch_transfer(batch, 0)
+        torch.testing.assert_close(out['image_s2'][:, :2], out['image_s1'])
+        flipped += int(not torch.equal(out['image_s1'], original))
+    assert flipped > 0
+
+
+def test_missing_data(tmp_path: Path) -> None:
+    datamodule = EuroSATS1S2DataModule(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=r'eurosat_s1\.zip'):
+        datamodule.setup('fit')
+
+
+def experiment_args(root: str, tmp_path: Path) -> list[str]:
+    """Command-line arguments running the headline experiment on the fake data."""
+    return [
+        '--config',
+        os.path.join('experiments', 'eurosat_sar.yaml'),
+        '--data.init_args.root',
+        root,
+        # 4 fake training samples: the default batch of 64 would leave no full training batch
+        '--data.init_args.batch_size',
+        '2',
+        '--data.init_args.num_workers',
+        '0',
+        '--trainer.accelerator',
+        'cpu',
+        '--trainer.fast_dev_run',
+        '1',
+        '--trainer.logger',
+        'false',
+        '--trainer.default_root_dir',
+        str(tmp_path),
+    ]
+
+
+def test_experiment_config(
+    root: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from torchgeo_colearn.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(['fit', *experiment_args(root, tmp_path), '--print_config'])
+    assert exit_info.value.code == 0
+    config = capsys.readouterr().out
+    assert (
+        'class_path: torchgeo_colearn.datamodules.eurosat_s1s2.EuroSATS1S2DataModule'
+        in config
+    )
+    assert 'num_classes: 10' in config
+    assert f'root: {root}' in config
+
+
+@pytest.mark.slow
+def test_experiment_fast_dev_run(root: str, tmp_path: Path) -> None:
+    from torchgeo.main import main as torchgeo_main
+
+    from torchgeo_colearn.main import main
+
+    args = experiment_args(root, tmp_path)
+    main(['fit', *args])
+    assert os.path.exists(os.path.join(root, 'eurosat_s1s2_stats_s1-all_s2-all.json'))
+    main(['test', *args])
+    torchgeo_main(['fit', *args])

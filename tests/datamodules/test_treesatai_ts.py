@@ -1,0 +1,286 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+import json
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import torch
+import yaml
+from torch import Tensor
+
+from torchgeo_colearn.datamodules.treesatai_ts import (
+    PadTimeSeries,
+    TreeSatAITimeSeriesDataModule,
+)
+from torchgeo_colearn.datasets.treesatai_ts import TreeSatAITimeSeries
+from torchgeo_colearn.transforms import channel_stats
+
+DATA = os.path.join('tests', 'data', 'treesatai_ts')
+CONFIG = os.path.join('experiments', 'treesatai_ts.yaml')
+
+pytestmark = pytest.mark.filterwarnings('ignore:1 of 5 patches:UserWarning')
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> str:
+    """A copy of the fake data, since the datamodule writes its statistics under the root."""
+    for folder in ('aerial', 'labels', 'sentinel-ts', 'split'):
+        shutil.copytree(os.path.join(DATA, folder), tmp_path / folder)
+    return str(tmp_path)
+
+
+def series(length: int, channels: int = 2, name: str = 'p') -> dict[str, Any]:
+    return {
+        'image_s1': torch.arange(length * channels, dtype=torch.float32).view(
+            length, channels
+        ),
+        'valid_s1': torch.ones(length, dtype=torch.bool),
+        'doy_s1': torch.arange(1, length + 1),
+        'image_dem': torch.ones(3),
+        'label': torch.tensor([1.0, 0.0]),
+        'year': torch.tensor(2018),
+        'id': name,
+    }
+
+
+class TestPadTimeSeries:
+    @pytest.mark.parametrize('pad_side', ['left', 'right'])
+    def test_batch_max(self, pad_side: Any) -> None:
+        batch = PadTimeSeries(pad_side=pad_side)([series(2), series(4), series(3)])
+        assert list(batch) == list(series(1))
+        assert batch['image_s1'].shape == (3, 4, 2)
+        assert batch['valid_s1'].sum(1).tolist() == [2, 4, 3]
+        first = batch['image_s1'][0]
+        steps = slice(2, 4) if pad_side == 'left' else slice(0, 2)
+        padding = slice(0, 2) if pad_side == 'left' else slice(2, 4)
+        torch.testing.assert_close(first[steps], series(2)['image_s1'])
+        assert first[padding].isnan().all()
+        assert batch['valid_s1'][0, steps].all()
+        assert not batch['valid_s1'][0, padding].any()
+        assert batch['doy_s1'][0, steps].tolist() == [1, 2]
+        assert batch['doy_s1'][0, padding].tolist() == [0, 0]
+        assert batch['doy_s1'].dtype == torch.int64
+        assert batch['image_dem'].shape == (3, 3)
+        assert batch['year'].tolist() == [2018] * 3
+        assert batch['id'] == ['p'] * 3
+
+    def test_fixed_length(self) -> None:
+        batch = PadTimeSeries({'s1': 6})([series(2), series(4)])
+        assert batch['image_s1'].shape == (2, 6, 2)
+        assert batch['valid_s1'].sum().item() == 6
+
+    def test_too_long(self) -> None:
+        with pytest.raises(ValueError, match="sample 'long' has 5 s1 time steps"):
+            PadTimeSeries({'s1': 4})([series(2), series(5, name='long')])
+
+    def test_empty_series(self) -> None:
+        batch = PadTimeSeries()([series(0), series(0)])
+        assert batch['image_s1'].shape == (2, 1, 2)
+        assert not batch['valid_s1'].any()
+
+    @pytest.mark.parametrize('kwargs', [{'max_len': {'s1': 0}}, {'pad_side': 'both'}])
+    def test_invalid(self, kwargs: dict[str, Any]) -> None:
+        with pytest.raises(ValueError):
+            PadTimeSeries(**kwargs)
+
+
+class TestTreeSatAITimeSeriesDataModule:
+    def test_fit(self, root: str) -> None:
+        dm = TreeSatAITimeSeriesDataModule(
+            root, sensors=('aerial', 's1_des', 's2'), s2_masks=True, batch_size=2
+        )
+        dm.setup('fit')
+        assert dm.modalities == ('aerial', 's1_des', 's2')
+        assert len(dm.train_dataset) == 4  # type: ignore[arg-type]
+        assert len(dm.val_dataset) == 2  # type: ignore[arg-type]
+        assert dm.test_dataset is None
+        batch = next(iter(dm.train_dataloader()))
+        assert batch['image_aerial'].shape == (2, 4, 32, 32)
+        length = batch['valid_s2'].shape[1]
+        assert batch['image_s2'].shape == (2, length, 12, 6, 6)
+        assert batch['valid_s2'].any(1).all()
+        assert not batch['valid_s2'].all()  # the fake series differ in length
+        assert batch['label'].shape == (2, 15)
+        assert len(dm.val_dataloader()) == 1
+
+    def test_stats_cached(self, root: str) -> None:
+        dm = TreeSatAITimeSeriesDataModule(root, sensors=('aerial', 's1_asc'))
+        path = dm.stats_path()
+        assert os.path.dirname(path) == root
+        assert not os.path.exists(path)
+        dm.setup('fit')
+        with open(path) as f:
+            cached = json.load(f)
+        # training patches only, NaN (missing backscatter and padding) left out
+        train = dm.train_dataset
+        assert isinstance(train, TreeSatAITimeSeries)
+        # aerial: (N, 4, H, W); s1_asc: all time steps of all patches, (sum T, 2, 6, 6)
+        aerial = torch.stack([train[i]['image_aerial'] for i in range(len(train))])
+        s1_asc = torch.cat([train[i]['image_s1_asc'] for i in range(len(train))])
+        assert s1_asc.isnan().any()
+        for modality, x in (('aerial', aerial), ('s1_asc', s1_asc)):
+            mean, std = channel_stats(x, 3)
+            torch.testing.assert_close(torch.tensor(cached[modality]['mean']), mean)
+            torch.testing.assert_close(torch.tensor(cached[modality]['std']), std)
+        # a new datamodule reads the cache instead of recomputing
+        cached['s1_asc']['mean'] = [100.0, 200.0]
+        with open(path, 'w') as f:
+            json.dump(cached, f)
+        again = TreeSatAITimeSeriesDataModule(root, sensors=('aerial', 's1_asc'))
+        again.setup('test')
+        assert again.normalizer is not None
+        assert again.normalizer.stats('s1_asc')[0].tolist() == [100.0, 200.0]
+
+    def test_stats_path_depends_on_config(self, root: str) -> None:
+        paths = {
+            TreeSatAITimeSeriesDataModule(root, sensors=('s2',)).stats_path(),
+            TreeSatAITimeSeriesDataModule(
+                root, sensors=('s2',), s2_masks=True
+            ).stats_path(),
+            TreeSatAITimeSeriesDataModule(
+                root, sensors=('s2',), label_threshold=0.2
+            ).stats_path(),
+            TreeSatAITimeSeriesDataModule(root, sensors=('aerial', 's2')).stats_path(),
+        }
+        assert len(paths) == 4
+
+    def test_test_stage(self, root: str) -> None:
+        dm = TreeSatAITimeSeriesDataModule(root, sensors=('s2',), max_len={'s2': 9})
+        dm.setup('test')
+        assert dm.val_dataset is None
+        assert dm.predict_dataset is dm.test_dataset
+        batch = next(iter(dm.test_dataloader()))
+        assert batch['image_s2'].shape[:2] == (2, 9)
+
+    def test_after_batch_transfer(self, root: str) -> None:
+        dm = TreeSatAITimeSeriesDataModule(root, sensors=('aerial', 's2'), batch_size=4)
+        dm.setup('fit')
+        batch = next(iter(dm.val_dataloader()))
+        raw = {k: v.clone() if isinstance(v, Tensor) else v for k, v in batch.items()}
+        # training: the aerial images may be flipped, the time series never
+        dm.trainer = SimpleNamespace(training=True)  # type: ignore[assignment]
+        out = dm.on_after_batch_transfer(batch, 0)
+        assert dm.normalizer is not None
+        mean, std = dm.normalizer.stats('s2')
+        expected = (raw['image_s2'] - mean.view(1, 1, -1, 1, 1)) / std.view(
+            1, 1, -1, 1, 1
+        )
+        torch.testing.assert_close(out['image_s2'], expected.nan_to_num(0.0))
+        torch.testing.assert_close(out['valid_s2'], raw['valid_s2'])
+        assert not out['image_s2'].isnan().any()
+        assert out['image_s2'][~out['valid_s2']].eq(0).all()
+        assert torch.equal(out['doy_s2'], raw['doy_s2'])
+
+    def test_aerial_flipped_in_training_only(self, root: str) -> None:
+        torch.manual_seed(0)
+        dm = TreeSatAITimeSeriesDataModule(root, sensors=('aerial',), batch_size=4)
+        dm.setup('fit')
+        batch = next(iter(dm.val_dataloader()))
+
+        def normalised(training: bool) -> Tensor:
+            dm.trainer = SimpleNamespace(training=training)  # type: ignore[assignment]
+            copy = {
+                k: v.clone() if isinstance(v, Tensor) else v for k, v in batch.items()
+            }
+            out: Tensor = dm.on_after_batch_transfer(copy, 0)['image_aerial']
+            return out
+
+        reference = normalised(False)
+        assert all(torch.equal(normalised(False), reference) for _ in range(4))
+        assert any(not torch.equal(normalised(True), reference) for _ in range(8))
+
+    def test_class_weights(self, root: str) -> None:
+        dm = TreeSatAITimeSeriesDataModule(root)
+        dm.setup('fit')
+        labels = dm.train_labels()
+        assert dm.train_dataset is not None
+        expected = torch.stack([dm.train_dataset[i]['label'] for i in range(4)])
+        torch.testing.assert_close(labels, expected)
+        weights = dm.class_weights()
+        assert weights.shape == (15,)
+        assert weights[TreeSatAITimeSeries.classes.index('Alnus')] == 0
+        assert weights[TreeSatAITimeSeries.classes.index('Tilia')] > 0
+
+    def test_invalid_max_len(self) -> None:
+        with pytest.raises(ValueError, match='max_len keys'):
+            TreeSatAITimeSeriesDataModule(
+                DATA, sensors=('aerial', 's2'), max_len={'s1_asc': 9}
+            )
+
+    def test_download_in_prepare_data(self, tmp_path: Path) -> None:
+        dm = TreeSatAITimeSeriesDataModule(str(tmp_path), sensors=('s2',))
+        dm.prepare_data()  # download=False: nothing to do
+        with pytest.raises(FileNotFoundError, match=r'sentinel-ts\.zip'):
+            dm.setup('fit')
+
+
+def experiment_args(root: str, tmp_path: Path) -> list[str]:
+    """Command-line arguments running the headline experiment on the fake data."""
+    with open(CONFIG) as f:
+        encoders = yaml.safe_load(f)['model']['init_args']['encoders']
+    # a ResNet-18 instead of the ResNet-50 keeps the run short on a CPU
+    encoders['aerial']['model'] = 'resnet18'
+    return [
+        '--config',
+        CONFIG,
+        '--model.init_args.encoders',
+        json.dumps(encoders),
+        '--data.init_args.root',
+        root,
+        # 4 fake training patches: the batch of 128 would leave no full training batch
+        '--data.init_args.batch_size',
+        '2',
+        '--data.init_args.num_workers',
+        '0',
+        '--trainer.accelerator',
+        'cpu',
+        '--trainer.fast_dev_run',
+        '1',
+        '--trainer.logger',
+        'false',
+        '--trainer.default_root_dir',
+        str(tmp_path / 'logs'),
+    ]
+
+
+def test_experiment_config(capsys: pytest.CaptureFixture[str]) -> None:
+    from torchgeo_colearn.main import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(['fit', '--config', CONFIG, '--print_config'])
+    assert exit_info.value.code == 0
+    config = yaml.safe_load(capsys.readouterr().out)
+    model, data = config['model']['init_args'], config['data']['init_args']
+    assert config['data']['class_path'].endswith('TreeSatAITimeSeriesDataModule')
+    assert (model['task'], model['num_labels'], model['embed_dim']) == (
+        'multilabel',
+        15,
+        64,
+    )
+    assert model['encoders']['aerial']['model'] == 'resnet50'
+    assert model['encoders']['s2']['pooling'] == 'mean'
+    # the masks are appended to the 10 bands
+    assert data['s2_masks'] is True
+    assert model['encoders']['s2']['in_channels'] == [12, 6, 6]
+    assert sorted(data['sensors']) == sorted(model['encoders'])
+
+
+@pytest.mark.slow
+def test_experiment_fast_dev_run(root: str, tmp_path: Path) -> None:
+    from torchgeo.main import main as torchgeo_main
+
+    from torchgeo_colearn.main import main
+
+    args = experiment_args(root, tmp_path)
+    main(['fit', *args])
+    stats = TreeSatAITimeSeriesDataModule(
+        root, sensors=('aerial', 's2'), s2_masks=True
+    ).stats_path()
+    assert os.path.exists(stats)
+    main(['test', *args])
+    torchgeo_main(['fit', *args])

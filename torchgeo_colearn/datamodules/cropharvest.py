@@ -1,0 +1,81 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""CropHarvest datamodule: 10-fold cross-validation of the crop / non-crop and crop-group tasks."""
+
+from typing import Literal
+
+from ..datasets.cropharvest import CROP_GROUPS, CROP_OR_NOT, CropHarvestMultiModal
+from ..datasets.tensor import TensorMultiModalDataset
+from .base import KFoldDataModule
+
+
+class CropHarvestDataModule(KFoldDataModule):
+    """CropHarvest loaded once into memory and split into k folds.
+
+    The whole benchmark (:class:`~torchgeo_colearn.datasets.cropharvest.CropHarvestMultiModal`) is
+    loaded into tensors, from the dataset's cache file after the first run. Samples are permuted with
+    *seed* and cut into *num_folds* folds; fold *fold* is the test set, and the validation set is the
+    next fold or, with *val_is_test*, the test fold itself (MDiCo's protocol: 10 folds, seed 10).
+    Each modality is z-scored per channel with statistics of the training folds.
+    """
+
+    def __init__(
+        self,
+        root: str = 'data',
+        task: Literal['binary', 'multiclass'] = 'binary',
+        modality_groups: dict[str, list[str]] | None = None,
+        include_test: bool = False,
+        batch_size: int = 128,
+        num_workers: int = 0,
+        fold: int = 0,
+        num_folds: int = 10,
+        seed: int = 10,
+        val_is_test: bool = False,
+        download: bool = False,
+        checksum: bool = False,
+    ) -> None:
+        """Initialize a new CropHarvestDataModule instance.
+
+        Args:
+            root: Root directory holding ``labels.geojson`` and ``features/``.
+            task: ``'binary'`` (crop / non-crop, 2 classes) or ``'multiclass'`` (the 10 crop groups of
+                :data:`~torchgeo_colearn.datasets.cropharvest.CROP_GROUPS`).
+            modality_groups: Output modality mapped to the base modalities (``s1``, ``s2``, ``ndvi``,
+                ``weather``, ``dem``) concatenated along the channel axis, e.g. MDiCo's
+                ``{'s1': ['s1'], 's2': ['s2', 'ndvi']}``; default every base modality on its own.
+            include_test: Keep the label rows flagged ``is_test``.
+            batch_size: Size of each mini-batch.
+            num_workers: Unused by the in-memory loaders; kept for the common datamodule signature.
+            fold: Index of the test fold.
+            num_folds: Number of folds.
+            seed: Seed of the fold permutation.
+            val_is_test: Validate (and early-stop) on the test fold, as the MDiCo authors do.
+            download: If True, download the dataset when it is missing from *root*.
+            checksum: If True, check the MD5 of the downloaded files.
+        """
+        super().__init__(
+            CropHarvestMultiModal,
+            batch_size,
+            num_workers,
+            fold,
+            num_folds,
+            seed,
+            val_is_test,
+            augment=False,
+            root=root,
+            task=task,
+            modality_groups=modality_groups,
+            include_test=include_test,
+            download=download,
+            checksum=checksum,
+        )
+        self.classes = CROP_OR_NOT if task == 'binary' else CROP_GROUPS
+
+    def load_dataset(self) -> TensorMultiModalDataset:
+        """Load every sample of the selected task into memory.
+
+        Returns:
+            The whole benchmark.
+        """
+        return CropHarvestMultiModal(**self.kwargs).to_tensor_dataset()

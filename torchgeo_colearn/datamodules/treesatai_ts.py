@@ -1,0 +1,212 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""TreeSatAI-Time-Series datamodule, with a collate function padding the time series."""
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+from torch.utils.data import default_collate
+
+from ..batch import DOY_PREFIX, VALID_PREFIX, image_key, valid_key
+from ..datasets.treesatai_ts import Sensor, TreeSatAITimeSeries
+from .base import MultiModalDataModule
+
+
+class PadTimeSeries:
+    """Collate samples whose time series differ in length, padding them to a common length.
+
+    A modality is a time series if the samples carry ``valid_<modality>``. Its ``image_<modality>``
+    (T, ...) is padded with NaN (the normaliser turns them into 0 after the z-score), its
+    ``valid_<modality>`` with False and its ``doy_<modality>`` with 0, to the longest series of the
+    batch (at least 1 step) or to a fixed length. Every other key is collated by
+    :func:`~torch.utils.data.default_collate`.
+    """
+
+    def __init__(
+        self,
+        max_len: Mapping[str, int] | None = None,
+        pad_side: Literal['left', 'right'] = 'left',
+    ) -> None:
+        """Initialize a new PadTimeSeries instance.
+
+        Args:
+            max_len: Fixed length per modality (the others are padded to the batch maximum).
+            pad_side: Pad before the series ('left', MDiCo's front padding, the last acquisition at the
+                last step) or after it ('right').
+
+        Raises:
+            ValueError: If a length is not positive or *pad_side* is unknown.
+        """
+        if pad_side not in ('left', 'right'):
+            msg = f"pad_side must be 'left' or 'right', got {pad_side!r}"
+            raise ValueError(msg)
+        self.max_len = dict(max_len or {})
+        for modality, length in self.max_len.items():
+            if length < 1:
+                msg = f'max_len[{modality!r}] must be positive, got {length}'
+                raise ValueError(msg)
+        self.pad_side = pad_side
+
+    def __call__(self, samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Collate a list of samples into a batch.
+
+        Args:
+            samples: Sample dicts with the same keys.
+
+        Returns:
+            The batch; time series of shape (B, L, ...), their masks (B, L).
+
+        Raises:
+            ValueError: If a series is longer than its fixed length.
+        """
+        series = [
+            k.removeprefix(VALID_PREFIX)
+            for k in samples[0]
+            if k.startswith(VALID_PREFIX)
+        ]
+        padded: dict[str, Tensor] = {}
+        for modality in series:
+            lengths = [len(s[valid_key(modality)]) for s in samples]
+            length = self.max_len.get(modality, max(*lengths, 1))
+            for sample, steps in zip(samples, lengths):
+                if steps > length:
+                    msg = (
+                        f'sample {sample.get("id", "?")!r} has {steps} {modality} time steps, more '
+                        f'than max_len={length}'
+                    )
+                    raise ValueError(msg)
+            keys = {
+                image_key(modality): float('nan'),
+                valid_key(modality): False,
+                f'{DOY_PREFIX}{modality}': 0,
+            }
+            for key, fill in keys.items():
+                if key in samples[0]:
+                    padded[key] = torch.stack(
+                        [self._pad(s[key], length, fill) for s in samples]
+                    )
+        rest = default_collate(
+            [{k: v for k, v in s.items() if k not in padded} for s in samples]
+        )
+        return {k: padded[k] if k in padded else rest[k] for k in samples[0]}
+
+    def _pad(self, x: Tensor, length: int, fill: float) -> Tensor:
+        """Pad a series along its first axis.
+
+        Args:
+            x: Series, shape (T, ...).
+            length: Target length, at least T.
+            fill: Padding value.
+
+        Returns:
+            The padded series, shape (length, ...), same dtype.
+        """
+        out = torch.full((length, *x.shape[1:]), fill, dtype=x.dtype)
+        steps = len(x)
+        if self.pad_side == 'left':
+            out[length - steps :] = x
+        else:
+            out[:steps] = x
+        return out
+
+
+class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
+    """LightningDataModule for TreeSatAI-Time-Series (:class:`~torchgeo_colearn.datasets.treesatai_ts.TreeSatAITimeSeries`).
+
+    Uses the official train/val/test lists. Batches hold the aerial images (B, 4, H, W), randomly
+    flipped during training, and the time series (B, L, C, 6, 6) padded by :class:`PadTimeSeries`, with
+    ``valid_<sensor>`` marking the real acquisitions; the time series are never augmented. Each
+    modality is z-scored with per-channel statistics of the training split, cached in a JSON file under
+    *root* (:meth:`stats_path`).
+    """
+
+    def __init__(
+        self,
+        root: str = 'data',
+        sensors: Sequence[Sensor] = ('aerial', 's2'),
+        s2_masks: bool = False,
+        label_threshold: float = 0.07,
+        max_len: dict[str, int] | None = None,
+        pad_side: Literal['left', 'right'] = 'left',
+        batch_size: int = 32,
+        num_workers: int = 0,
+        augment: bool = True,
+        download: bool = False,
+    ) -> None:
+        """Initialize a new TreeSatAITimeSeriesDataModule instance.
+
+        Args:
+            root: Root directory of the dataset.
+            sensors: Modalities, a subset of 'aerial', 's1_asc', 's1_des', 's2'.
+            s2_masks: Append the snow and cloud probabilities to ``s2`` (12 channels).
+            label_threshold: Area share above which a genus is a label.
+            max_len: Fixed padded length per time-series sensor (MDiCo: s1_asc 151, s1_des 257, s2 146);
+                the others are padded to the longest series of each batch.
+            pad_side: Pad before ('left', MDiCo) or after ('right') the acquisitions.
+            batch_size: Size of each mini-batch.
+            num_workers: Number of workers for parallel data loading.
+            augment: Apply random flips to the aerial images during training.
+            download: Download the missing archives into *root*.
+
+        Raises:
+            ValueError: If *max_len* names a sensor that is not a selected time series.
+        """
+        series = set(sensors) & set(TreeSatAITimeSeries.time_series_sensors)
+        if max_len is not None and not set(max_len) <= series:
+            msg = f'max_len keys must be selected time-series sensors {sorted(series)}, got {sorted(max_len)}'
+            raise ValueError(msg)
+        super().__init__(
+            TreeSatAITimeSeries,
+            batch_size,
+            num_workers,
+            augment,
+            fill_nan=True,
+            root=root,
+            sensors=tuple(sensors),
+            s2_masks=s2_masks,
+            label_threshold=label_threshold,
+            download=download,
+        )
+        self.collate_fn = PadTimeSeries(max_len, pad_side)
+
+    def stats_path(self) -> str:
+        """Return the file caching the training-split statistics.
+
+        The name records what changes them: the sensors, the masks and the label threshold (which
+        decides the training patches).
+
+        Returns:
+            A JSON path under *root*.
+        """
+        sensors = '-'.join(sorted(self.kwargs['sensors']))
+        masks = '_masks' if self.kwargs['s2_masks'] else ''
+        name = f'colearn_stats_{sensors}{masks}_threshold{self.kwargs["label_threshold"]:g}.json'
+        return os.path.join(self.kwargs['root'], name)
+
+    def setup_splits(self, stage: str) -> None:
+        """Load the official splits needed by *stage*, and always the training split.
+
+        Args:
+            stage: Either 'fit', 'validate', 'test' or 'predict'.
+        """
+        self.train_dataset = TreeSatAITimeSeries(split='train', **self.kwargs)
+        match stage:
+            case 'fit' | 'validate':
+                self.val_dataset = TreeSatAITimeSeries(split='val', **self.kwargs)
+            case 'test' | 'predict':
+                self.test_dataset = TreeSatAITimeSeries(split='test', **self.kwargs)
+                self.predict_dataset = self.test_dataset
+
+    def train_labels(self) -> Tensor:
+        """Return the multi-hot labels of the training split, read from the labels file only.
+
+        Returns:
+            Labels, shape (N, 15), float32.
+        """
+        if isinstance(self.train_dataset, TreeSatAITimeSeries):
+            return self.train_dataset.labels
+        return super().train_labels()
