@@ -6,7 +6,7 @@
 import argparse
 import csv
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from lightning.pytorch import Trainer, seed_everything
@@ -21,7 +21,7 @@ from .metrics import TaskType, build_metrics
 from .trainers import CoLearnTask, MultiModalTask, SingleModalityTask
 
 #: The two methods the demo compares, by display name.
-METHODS: dict[str, type[MultiModalTask]] = {
+METHODS: dict[str, Callable[..., MultiModalTask]] = {
     'co-learned': CoLearnTask,
     'trained alone': SingleModalityTask,
 }
@@ -111,7 +111,7 @@ def run_method(
     )
     trainer.fit(model, datamodule)
     (results,) = trainer.test(model, datamodule, ckpt_path='best', verbose=False)
-    return results
+    return dict(results)
 
 
 def comparison_rows(

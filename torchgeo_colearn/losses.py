@@ -82,6 +82,10 @@ class TaskLoss(nn.Module):
     * regression: mean squared error on the standardised target ``(y - mean) / std``.
     """
 
+    class_weights: Tensor | None
+    target_mean: Tensor
+    target_std: Tensor
+
     def __init__(
         self,
         task: TaskType,

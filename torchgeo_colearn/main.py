@@ -3,30 +3,34 @@
 
 """The ``colearn`` command line interface."""
 
+import importlib
 import os
 import sys
 from typing import Any
 
-from lightning.pytorch.cli import ArgsType, LightningCLI
-
-# Importing the packages registers their classes, so that configs can use short class names.
-import torchgeo.datamodules  # noqa: F401
+# Importing the task, datamodule and callback packages registers their classes, so that configs
+# can use short class names.
+import torchgeo.datamodules
 import torchgeo.trainers  # noqa: F401
+from lightning.pytorch.cli import ArgsType, LightningCLI
 from torchgeo.datamodules import BaseDataModule
 from torchgeo.trainers import BaseTask
 
-import torchgeo_colearn.callbacks  # noqa: F401
-import torchgeo_colearn.datamodules  # noqa: F401
+import torchgeo_colearn.callbacks
+import torchgeo_colearn.datamodules
 import torchgeo_colearn.trainers  # noqa: F401
 
 from . import __version__
 
-#: Subcommands handled outside LightningCLI, mapped to their module.
-EXTRA_COMMANDS = {'demo': 'demo'}
+#: Subcommands handled outside LightningCLI, mapped to the module whose ``main(argv)`` runs them.
+EXTRA_COMMANDS = {
+    'demo': 'torchgeo_colearn.demo',
+    'benchmark': 'torchgeo_colearn.benchmark',
+}
 
 
 def main(args: ArgsType = None) -> Any:
-    """Run ``colearn``: LightningCLI's fit/validate/test/predict, plus ``demo``.
+    """Run ``colearn``: LightningCLI's fit/validate/test/predict, plus ``demo`` and ``benchmark``.
 
     Built like TorchGeo's ``torchgeo`` command: any :class:`~torchgeo.trainers.BaseTask` and
     :class:`~torchgeo.datamodules.BaseDataModule` subclass can be given by class path or short name, the
@@ -44,9 +48,7 @@ def main(args: ArgsType = None) -> Any:
         else None
     )
     if argv and argv[0] in EXTRA_COMMANDS:
-        from . import demo
-
-        return demo.main(argv[1:])
+        return importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(argv[1:])
 
     # Same raster I/O settings as the torchgeo command.
     os.environ.setdefault('GDAL_DISABLE_READDIR_ON_OPEN', 'EMPTY_DIR')

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from torch import Tensor
-from torch.utils.data import Dataset
+from torchgeo.datasets import NonGeoDataset
 
 from torchgeo_colearn.datamodules import MultiModalDataModule, kfold_split
 from torchgeo_colearn.datamodules.synthetic import SyntheticMultiSensorDataModule
@@ -118,7 +118,7 @@ def test_positive_weights_multilabel() -> None:
     )
 
 
-class FileDataset(Dataset[dict[str, Tensor]]):
+class FileDataset(NonGeoDataset):
     """A dataset read one sample at a time, with NaN gaps in its time series."""
 
     def __init__(self, split: str = 'train', size: int = 10) -> None:

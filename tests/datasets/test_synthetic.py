@@ -61,7 +61,9 @@ def distance_correlation(specific_scale: float) -> float:
     dataset = SyntheticMultiSensor(400, noise=0.0, specific_scale=specific_scale)
     s1 = dataset.tensors['image_s1'].flatten(1)
     s2 = dataset.tensors['image_s2'].flatten(1)
-    distances = torch.stack([torch.cdist(s1, s1).flatten(), torch.cdist(s2, s2).flatten()])
+    distances = torch.stack(
+        [torch.cdist(s1, s1).flatten(), torch.cdist(s2, s2).flatten()]
+    )
     return float(torch.corrcoef(distances)[0, 1])
 
 
@@ -69,7 +71,11 @@ def test_shared_factor_links_modalities() -> None:
     # Samples close in one modality are close in the other through the shared factor; the
     # modality-specific factors weaken that link as they grow.
     assert distance_correlation(0.1) > 0.6
-    assert distance_correlation(0.1) > distance_correlation(1.0) > distance_correlation(3.0)
+    assert (
+        distance_correlation(0.1)
+        > distance_correlation(1.0)
+        > distance_correlation(3.0)
+    )
 
 
 @pytest.mark.parametrize(
@@ -81,5 +87,10 @@ def test_modality_count(modalities: dict[str, str]) -> None:
 
 
 def test_bad_kind() -> None:
-    with pytest.raises(ValueError, match="got 'cube'"):
+    with pytest.raises(ValueError, match=r"got \['cube'\]"):
         SyntheticMultiSensor(10, modalities={'a': 'vector', 'b': 'cube'})  # type: ignore[dict-item]
+
+
+def test_bad_task() -> None:
+    with pytest.raises(ValueError, match="got 'segmentation'"):
+        SyntheticMultiSensor(10, task='segmentation')  # type: ignore[arg-type]

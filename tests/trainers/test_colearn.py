@@ -12,6 +12,7 @@ from lightning.pytorch import Trainer
 from torch import Tensor
 
 from torchgeo_colearn import CoLearnTask, SyntheticMultiSensorDataModule
+from torchgeo_colearn.datasets import TensorMultiModalDataset
 from torchgeo_colearn.losses import nt_xent
 from torchgeo_colearn.metrics import TaskType
 
@@ -88,7 +89,7 @@ class TestLossTerms:
         )
         pairs = [('s1', 's2'), ('s1', 'dem'), ('s2', 'dem')]
         con = sum(nt_xent(reps[a].shared, reps[b].shared, 0.1) for a, b in pairs)
-        mod = 0.0
+        mod = torch.zeros(())
         for index, r in enumerate(reps.values()):
             target = torch.full((6,), index)
             mod += F.cross_entropy(
@@ -114,7 +115,7 @@ class TestLossTerms:
         task.eval()
         batch = make_batch()
         reps = {m: task.model.encode(m, batch[f'image_{m}']) for m in ENCODERS}
-        expected = 0.0
+        expected = torch.zeros(())
         for index, r in enumerate(reps.values()):
             target = torch.full((6,), index)
             expected += F.cross_entropy(
@@ -282,6 +283,7 @@ class TestBadInput:
     def test_nan_filled_by_datamodule(self) -> None:
         datamodule = SyntheticMultiSensorDataModule(num_samples=100, batch_size=10)
         datamodule.setup('fit')
+        assert isinstance(datamodule.train_dataset, TensorMultiModalDataset)
         batch = datamodule.train_dataset.batch(list(range(4)))
         batch['image_s1'][0, 2, 1] = math.nan
         batch = datamodule.on_after_batch_transfer(batch, 0)
@@ -360,4 +362,5 @@ def test_task_types_fit_and_test(task_type: TaskType, tmp_path: Path) -> None:
         assert task.criterion.target_mean.item() == pytest.approx(mean, rel=1e-5)
         assert task.criterion.target_std.item() == pytest.approx(std, rel=1e-5)
     elif task_type != 'multilabel':
+        assert task.criterion.class_weights is not None
         assert torch.allclose(task.criterion.class_weights, datamodule.class_weights())

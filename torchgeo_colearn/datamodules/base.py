@@ -20,6 +20,7 @@ from torch.utils.data import (
     SequentialSampler,
 )
 from torchgeo.datamodules import NonGeoDataModule
+from torchgeo.datasets import NonGeoDataset
 
 from ..batch import channel_axis, image_key, modalities_in
 from ..datasets.tensor import TensorMultiModalDataset
@@ -100,7 +101,7 @@ class MultiModalDataModule(NonGeoDataModule):
 
     def __init__(
         self,
-        dataset_class: type[Dataset[dict[str, Tensor]]],
+        dataset_class: type[NonGeoDataset],
         batch_size: int = 32,
         num_workers: int = 0,
         augment: bool = True,
@@ -269,7 +270,8 @@ class MultiModalDataModule(NonGeoDataModule):
         assert self.normalizer is not None
         device = batch[image_key(modalities_in(batch)[0])].device
         self.normalizer.to(device)
-        return self.normalizer(batch)
+        normalized: dict[str, Tensor] = self.normalizer(batch)
+        return normalized
 
     def train_labels(self) -> Tensor:
         """Return the labels of the training split.
@@ -286,9 +288,8 @@ class MultiModalDataModule(NonGeoDataModule):
             raise RuntimeError(msg)
         if isinstance(dataset, TensorMultiModalDataset):
             return dataset.tensors['label']
-        return torch.stack(
-            [torch.as_tensor(dataset[i]['label']) for i in range(len(dataset))]
-        )  # type: ignore[arg-type]
+        size = len(dataset)  # type: ignore[arg-type]
+        return torch.stack([torch.as_tensor(dataset[i]['label']) for i in range(size)])
 
     def class_weights(self, num_classes: int | None = None) -> Tensor:
         """Return 'balanced' weights computed on the training labels.
@@ -352,7 +353,7 @@ class KFoldDataModule(MultiModalDataModule):
 
     def __init__(
         self,
-        dataset_class: type[Dataset[dict[str, Tensor]]],
+        dataset_class: type[NonGeoDataset],
         batch_size: int = 32,
         num_workers: int = 0,
         fold: int = 0,
@@ -407,9 +408,9 @@ class KFoldDataModule(MultiModalDataModule):
             len(self._full), self.num_folds, self.fold, self.seed, self.val_is_test
         )
         self.dataset = self._full
-        self.train_dataset = self._full.subset(train)
-        self.val_dataset = self._full.subset(val)
-        self.test_dataset = self._full.subset(test)
+        self.train_dataset = self._full.subset(torch.from_numpy(train))
+        self.val_dataset = self._full.subset(torch.from_numpy(val))
+        self.test_dataset = self._full.subset(torch.from_numpy(test))
         self.predict_dataset = self.test_dataset
 
 
@@ -422,7 +423,7 @@ class _BatchView(Dataset[dict[str, Any]]):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, indices: list[int]) -> dict[str, Any]:  # type: ignore[override]
+    def __getitem__(self, indices: list[int]) -> dict[str, Any]:
         return self.dataset.batch(indices)
 
 

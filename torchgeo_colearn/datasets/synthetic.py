@@ -95,6 +95,12 @@ class SyntheticMultiSensor(TensorMultiModalDataset):
                 f'SyntheticMultiSensor makes 2 to 5 modalities, got {list(modalities)}'
             )
             raise ValueError(msg)
+        if unknown := {k for k in modalities.values() if k not in CHANNELS}:
+            msg = f'modality kinds must be in {sorted(CHANNELS)}, got {sorted(unknown)}'
+            raise ValueError(msg)
+        if task not in ('binary', 'multiclass', 'multilabel', 'regression'):
+            msg = f"task must be 'binary', 'multiclass', 'multilabel' or 'regression', got {task!r}"
+            raise ValueError(msg)
         generator = torch.Generator().manual_seed(seed)
         shared = torch.randn(num_samples, shared_dim, generator=generator)
         tensors: dict[str, Tensor] = {}
@@ -130,7 +136,8 @@ def _mix(factors: Tensor, out_features: int, generator: Generator) -> Tensor:
     second = (
         torch.randn(MIXING_WIDTH, out_features, generator=generator) / MIXING_WIDTH**0.5
     )
-    return torch.tanh(factors @ first) @ second
+    mixed: Tensor = torch.tanh(factors @ first) @ second
+    return mixed
 
 
 def _render(
@@ -153,12 +160,9 @@ def _render(
 
     Returns:
         The float32 modality tensor, (N, T, C), (N, C) or (N, C, H, W).
-
-    Raises:
-        ValueError: On an unknown kind.
     """
     num_samples = factors.shape[0]
-    channels = CHANNELS.get(kind, 0)
+    channels = CHANNELS[kind]
     match kind:
         case 'timeseries':
             # A smooth trajectory per channel: random temporal bases weighted by the mixed factors.
@@ -185,11 +189,6 @@ def _render(
                 weights.view(num_samples, channels, SPATIAL_PATTERNS),
                 patterns,
             )
-        case _:
-            msg = (
-                f"modality kind must be 'timeseries', 'vector' or 'image', got {kind!r}"
-            )
-            raise ValueError(msg)
     scale = signal.std()
     return (
         signal + noise * scale * torch.randn(signal.shape, generator=generator)
@@ -214,9 +213,6 @@ def _labels(
 
     Returns:
         int64 (N,) classes, float32 (N, L) multi-hot labels or float32 (N,) values.
-
-    Raises:
-        ValueError: On an unknown task.
     """
     match task:
         case 'binary':
@@ -230,6 +226,3 @@ def _labels(
         case 'regression':
             score = _mix(shared, 1, generator)[:, 0]
             return (50 + 30 * (score - score.mean()) / (3 * score.std())).float()
-        case _:
-            msg = f"task must be 'binary', 'multiclass', 'multilabel' or 'regression', got {task!r}"
-            raise ValueError(msg)

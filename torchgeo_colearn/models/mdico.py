@@ -103,7 +103,8 @@ class MDiCo(nn.Module):
         Returns:
             The encoder.
         """
-        encoder: Encoder = self.specific[modality]
+        encoder = self.specific[modality]
+        assert isinstance(encoder, Encoder)
         return encoder
 
     def encode(

@@ -73,9 +73,8 @@ class TempCNN(Encoder):
         self.out_dim = out_dim
         self.pooling = pooling
         features = math.prod(step_shape)
-        blocks: list[nn.Module] = []
-        for layer in range(num_layers):
-            blocks += [
+        self.blocks = nn.ModuleList(
+            nn.Sequential(
                 nn.Conv1d(
                     features if layer == 0 else hidden_dim,
                     hidden_dim,
@@ -85,8 +84,9 @@ class TempCNN(Encoder):
                 nn.BatchNorm1d(hidden_dim),
                 nn.ReLU(),
                 nn.Dropout(dropout),
-            ]
-        self.convs = nn.Sequential(*blocks)
+            )
+            for layer in range(num_layers)
+        )
         pooled = (
             hidden_dim * seq_len if pooling == 'flatten' and seq_len else hidden_dim
         )
@@ -104,24 +104,30 @@ class TempCNN(Encoder):
 
         Args:
             x: (B, T, C) or (B, T, C, H, W) batch.
-            valid: Optional (B, T) bool mask of valid time steps; invalid steps are zeroed and, with
-                ``pooling='mean'``, left out of the mean.
+            valid: Optional (B, T) bool mask of valid time steps; invalid steps are zeroed before each
+                convolution and, with ``pooling='mean'``, left out of the mean.
 
         Returns:
             Embeddings, shape (B, out_dim).
         """
-        x = x.flatten(2)
-        if valid is not None:
-            x = x * valid.unsqueeze(-1)
-        features = self.convs(x.transpose(1, 2))
+        features = x.flatten(2).transpose(1, 2)
+        # Zero the invalid steps before every convolution, so that they act like the zero padding at
+        # the ends of the series and never leak into the valid steps.
+        step_mask = None if valid is None else valid.unsqueeze(1).to(features.dtype)
+        for block in self.blocks:
+            if step_mask is not None:
+                features = features * step_mask
+            features = block(features)
         match self.pooling:
             case 'flatten':
                 pooled = features.flatten(1)
             case 'mean':
-                if valid is None:
+                if step_mask is None:
                     pooled = features.mean(-1)
                 else:
-                    weights = valid.unsqueeze(1).to(features.dtype)
-                    pooled = (features * weights).sum(-1) / weights.sum(-1).clamp(min=1)
+                    assert step_mask is not None
+                    pooled = (features * step_mask).sum(-1) / step_mask.sum(-1).clamp(
+                        min=1
+                    )
         out: Tensor = self.norm(self.output(self.dense(pooled)))
         return out

@@ -4,6 +4,7 @@
 """Any timm image model as a (C, H, W) encoder, optionally with TorchGeo pretrained weights."""
 
 import warnings
+from typing import cast
 
 import timm
 from torch import Tensor, nn
@@ -19,7 +20,8 @@ class TimmEncoder(Encoder):
     The backbone takes any number of input channels (``in_chans``). Pretrained weights are given by
     TorchGeo weight name, e.g. ``'ResNet18_Weights.SENTINEL2_ALL_MOCO'``: parameters whose shape does not
     fit (the first convolution for another band count, the classifier) are left at their initialisation
-    with a warning that names them.
+    with a warning that names them. ``'imagenet'`` takes timm's own pretrained weights, whose first
+    convolution timm adapts to the band count (the MDiCo authors' aerial encoder).
     """
 
     def __init__(
@@ -36,19 +38,20 @@ class TimmEncoder(Encoder):
             in_channels: Number of input bands.
             out_dim: Size of the output embedding.
             model: timm model name, e.g. 'resnet18', 'resnet50', 'efficientnet_b0'.
-            weights: TorchGeo weight name (see :func:`torchgeo.models.get_weight`), or None for a random
-                initialisation. Loading downloads the weights once into the torch hub cache.
+            weights: TorchGeo weight name (see :func:`torchgeo.models.get_weight`), 'imagenet' for timm's
+                pretrained weights, or None for a random initialisation. Loading downloads the weights once
+                into the torch hub (or Hugging Face) cache.
             image_size: (H, W) if the model needs a fixed size (ViTs); None accepts any size.
         """
         super().__init__()
         self.input_shape = (in_channels, *(image_size or (None, None)))
         self.out_dim = out_dim
-        self.backbone = timm.create_model(
+        self.backbone: nn.Module = timm.create_model(
             model, pretrained=False, in_chans=in_channels, num_classes=0
         )
         if weights is not None:
             self._load(weights)
-        self.projection = nn.Linear(self.backbone.num_features, out_dim)
+        self.projection = nn.Linear(cast(int, self.backbone.num_features), out_dim)
 
     def _load(self, name: str) -> None:
         """Load TorchGeo pretrained weights into the backbone.

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.optim import SGD, Adam, AdamW, Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau
 from torchgeo.trainers import BaseTask
+from torchmetrics import MetricCollection
 
 from ..batch import check_keys, image_key, modalities_in, valid_key
 from ..losses import TaskLoss
@@ -74,6 +75,12 @@ class MultiModalTask(BaseTask, ABC):
 
     #: Minimum number of training modalities.
     min_modalities: ClassVar[int] = 1
+
+    #: The supervised loss, built by :meth:`configure_losses`.
+    criterion: TaskLoss
+
+    #: Metric collections keyed ``<stage>_<modality>``, built by :meth:`configure_metrics`.
+    metrics: nn.ModuleDict
 
     def __init__(self) -> None:
         """Initialize a new MultiModalTask instance (after the subclass stored nothing else)."""
@@ -193,11 +200,16 @@ class MultiModalTask(BaseTask, ABC):
         if datamodule is None:
             return
         criterion = self.criterion
-        if self.hparams.get('class_weights') == 'balanced' and hasattr(
-            datamodule, 'class_weights'
+        balanced = self.hparams.get('class_weights') == 'balanced'
+        if (
+            balanced
+            and criterion.class_weights is not None
+            and hasattr(datamodule, 'class_weights')
         ):
             expected = criterion.class_weights.shape
-            weights = datamodule.class_weights(expected[0]).to(criterion.target_mean.device)
+            weights = datamodule.class_weights(expected[0]).to(
+                criterion.target_mean.device
+            )
             if weights.shape != expected:
                 msg = (
                     f'datamodule.class_weights() returned {tuple(weights.shape)} weights, the task '
@@ -487,6 +499,7 @@ class MultiModalTask(BaseTask, ABC):
             )
         for modality, raw in outputs.items():
             metrics = self.metrics[f'{stage}_{modality}']
+            assert isinstance(metrics, MetricCollection)
             prediction = metric_input(self.task_type, self.postprocess(raw.detach()))
             metrics.update(prediction, metric_target(self.task_type, target))
             self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
@@ -542,7 +555,8 @@ class MultiModalTask(BaseTask, ABC):
         Returns:
             Modality mapped to its prediction (see :meth:`postprocess`).
         """
-        return self(batch)
+        predictions: dict[str, Tensor] = self(batch)
+        return predictions
 
     def on_train_epoch_end(self) -> None:
         """Raise if inputs held NaN during the epoch."""

@@ -46,6 +46,9 @@ class CoLearnTask(MultiModalTask):
     supports_fusion = True
     min_modalities = 2
 
+    #: The MDiCo model, built by :meth:`configure_models`.
+    model: MDiCo
+
     def __init__(
         self,
         encoders: dict[str, dict[str, Any]],

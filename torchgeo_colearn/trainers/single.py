@@ -87,7 +87,8 @@ class SingleModalityTask(MultiModalTask):
         Returns:
             The encoder.
         """
-        encoder: Encoder = self.encoders[modality]
+        encoder = self.encoders[modality]
+        assert isinstance(encoder, Encoder)
         return encoder
 
     def encode(self, inputs: Mapping[str, ModalityInput]) -> dict[str, Tensor]:
