@@ -85,6 +85,8 @@ class MultiModalTask(BaseTask, ABC):
     def __init__(self) -> None:
         """Initialize a new MultiModalTask instance (after the subclass stored nothing else)."""
         self._deferred_nan: dict[str, Tensor] = {}
+        self._loss_sums: dict[str, dict[str, Tensor]] = {}
+        self._loss_counts: dict[str, int] = {}
         super().__init__()
         if len(self.modalities) < self.min_modalities:
             msg = (
@@ -493,16 +495,18 @@ class MultiModalTask(BaseTask, ABC):
         inputs = self.modality_inputs(batch, require_all=True, defer_nan_check=True)
         losses, outputs = self.training_losses(inputs, target)
         batch_size = target.shape[0]
+        if stage == 'train':
+            self.log('train_loss', losses['loss'], batch_size=batch_size, prog_bar=True)
+        sums = self._loss_sums.setdefault(stage, {})
         for name, value in losses.items():
-            self.log(
-                f'{stage}_{name}', value, batch_size=batch_size, prog_bar=name == 'loss'
-            )
+            weighted = value.detach() * batch_size
+            sums[name] = sums[name] + weighted if name in sums else weighted
+        self._loss_counts[stage] = self._loss_counts.get(stage, 0) + batch_size
         for modality, raw in outputs.items():
-            metrics = self.metrics[f'{stage}_{modality}']
-            assert isinstance(metrics, MetricCollection)
             prediction = metric_input(self.task_type, self.postprocess(raw.detach()))
-            metrics.update(prediction, metric_target(self.task_type, target))
-            self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+            self.metrics[f'{stage}_{modality}'].update(
+                prediction, metric_target(self.task_type, target)
+            )
         return losses['loss']
 
     def training_step(
@@ -558,16 +562,43 @@ class MultiModalTask(BaseTask, ABC):
         predictions: dict[str, Tensor] = self(batch)
         return predictions
 
+    def _log_epoch_metrics(self, stage: str) -> None:
+        """Log the epoch means of the loss terms and the per-modality metrics of a stage, then reset.
+
+        The steps only accumulate on the device (no synchronisation, one Lightning ``log`` call per
+        training step for the progress bar); everything is computed and logged here, once per epoch.
+
+        Args:
+            stage: 'train', 'val' or 'test'.
+        """
+        sums = self._loss_sums.pop(stage, {})
+        count = self._loss_counts.pop(stage, 0)
+        if count:
+            # The per-step training loss is logged by the step; the epoch means of all terms here.
+            means = {f'{stage}_{name}': total / count for name, total in sums.items()}
+            if stage == 'train':
+                means['train_loss_epoch'] = means.pop('train_loss')
+            self.log_dict(means, sync_dist=True)
+        for modality in self.modalities:
+            metrics = self.metrics[f'{stage}_{modality}']
+            assert isinstance(metrics, MetricCollection)
+            if metrics[next(iter(metrics.keys()))].update_count:
+                self.log_dict(metrics.compute())
+            metrics.reset()
+
     def on_train_epoch_end(self) -> None:
-        """Raise if inputs held NaN during the epoch."""
+        """Log the training metrics; raise if inputs held NaN during the epoch."""
+        self._log_epoch_metrics('train')
         self._raise_deferred_nan()
 
     def on_validation_epoch_end(self) -> None:
-        """Raise if inputs held NaN during the epoch."""
+        """Log the validation metrics; raise if inputs held NaN during the epoch."""
+        self._log_epoch_metrics('val')
         self._raise_deferred_nan()
 
     def on_test_epoch_end(self) -> None:
-        """Raise if inputs held NaN during the epoch."""
+        """Log the test metrics; raise if inputs held NaN during the epoch."""
+        self._log_epoch_metrics('test')
         self._raise_deferred_nan()
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
