@@ -3,7 +3,7 @@
 
 """Command-line entry point: ``python -m torchgeo_colearn``."""
 
-from .main import main
+from .main import run
 
 if __name__ == '__main__':
-    main()
+    run()

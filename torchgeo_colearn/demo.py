@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from rich.console import Console
 from rich.table import Table
 
+from .callbacks import ScenarioEvaluation
 from .datamodules.synthetic import SyntheticMultiSensorDataModule
 from .datasets.synthetic import DEFAULT_MODALITIES, ModalityKind
 from .metrics import TaskType, build_metrics
@@ -224,6 +225,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             args.accelerator,
             args.seed,
             data_args,
+            [ScenarioEvaluation(stages=['test'], print_table=False)],
         )
         for method in METHODS
     }

@@ -6,13 +6,12 @@
 import importlib
 import os
 import sys
-from typing import Any
 
 # Importing the task, datamodule and callback packages registers their classes, so that configs
 # can use short class names.
 import torchgeo.datamodules
 import torchgeo.trainers  # noqa: F401
-from lightning.pytorch.cli import ArgsType, LightningCLI
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 from torchgeo.datamodules import BaseDataModule
 from torchgeo.trainers import BaseTask
 
@@ -21,6 +20,7 @@ import torchgeo_colearn.datamodules
 import torchgeo_colearn.trainers  # noqa: F401
 
 from . import __version__
+from .callbacks import ScenarioEvaluation, ScenarioPredictionWriter
 
 #: Subcommands handled outside LightningCLI, mapped to the module whose ``main(argv)`` runs them.
 EXTRA_COMMANDS = {
@@ -29,7 +29,33 @@ EXTRA_COMMANDS = {
 }
 
 
-def main(args: ArgsType = None) -> Any:
+class ColearnCLI(LightningCLI):
+    """LightningCLI with the scenario evaluation and the prediction writer always attached.
+
+    They are configured under the top-level ``evaluation:`` and ``prediction:`` keys (not under
+    ``trainer.callbacks``, where they would run twice), e.g. ``--evaluation.noise_levels '[0.5, 1]'`` or
+    ``--prediction.scenarios '[s1]' --prediction.output preds.csv``.
+    """
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        """Add the ``evaluation`` and ``prediction`` callback groups.
+
+        Args:
+            parser: The parser of a subcommand.
+        """
+        parser.add_lightning_class_args(ScenarioEvaluation, 'evaluation')
+        parser.add_lightning_class_args(ScenarioPredictionWriter, 'prediction')
+        # The table is printed by after_test, below Lightning's own results table.
+        parser.set_defaults({'evaluation.print_table': False})
+
+    def after_test(self) -> None:
+        """End ``colearn test`` with the scenario table."""
+        for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
+            if isinstance(callback, ScenarioEvaluation) and 'test' in callback.results:
+                callback.print_table('test')
+
+
+def main(args: ArgsType = None) -> LightningCLI | None:
     """Run ``colearn``: LightningCLI's fit/validate/test/predict, plus ``demo`` and ``benchmark``.
 
     Built like TorchGeo's ``torchgeo`` command: any :class:`~torchgeo.trainers.BaseTask` and
@@ -40,7 +66,8 @@ def main(args: ArgsType = None) -> Any:
         args: Command-line arguments, or None to read ``sys.argv``.
 
     Returns:
-        The LightningCLI instance, or the result of an extra subcommand.
+        The LightningCLI instance (its ``trainer``, ``model`` and ``datamodule``), or None for ``demo``
+        and ``benchmark``.
     """
     argv = (
         list(sys.argv[1:] if args is None else args)
@@ -48,11 +75,12 @@ def main(args: ArgsType = None) -> Any:
         else None
     )
     if argv and argv[0] in EXTRA_COMMANDS:
-        return importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(argv[1:])
+        importlib.import_module(EXTRA_COMMANDS[argv[0]]).main(argv[1:])
+        return None
 
     # Same raster I/O settings as the torchgeo command.
     os.environ.setdefault('GDAL_DISABLE_READDIR_ON_OPEN', 'EMPTY_DIR')
-    return LightningCLI(
+    return ColearnCLI(
         model_class=BaseTask,
         datamodule_class=BaseDataModule,
         seed_everything_default=0,
@@ -62,3 +90,8 @@ def main(args: ArgsType = None) -> Any:
         parser_kwargs={'version': __version__},
         args=args,
     )
+
+
+def run() -> None:
+    """Entry point of the ``colearn`` console script and ``python -m torchgeo_colearn``."""
+    main()

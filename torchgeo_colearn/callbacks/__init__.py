@@ -3,4 +3,12 @@
 
 """Lightning callbacks: missing-modality evaluation and prediction writing."""
 
-__all__: tuple[str, ...] = ()
+from .evaluation import ScenarioEvaluation, ScenarioPredictor, ScenarioScores
+from .prediction import ScenarioPredictionWriter
+
+__all__ = (
+    'ScenarioEvaluation',
+    'ScenarioPredictionWriter',
+    'ScenarioPredictor',
+    'ScenarioScores',
+)

@@ -388,7 +388,7 @@ class MultiModalTask(BaseTask, ABC):
             Modality mapped to part name mapped to (B, d) embeddings. The default returns the encoder
             outputs of :meth:`encode` when they are tensors, under ``'features'``.
         """
-        features = self.encode(self.modality_inputs(batch))
+        features = self.encode(self.modality_inputs(batch, defer_nan_check=True))
         return {
             m: {'features': f} for m, f in features.items() if isinstance(f, Tensor)
         }
@@ -504,7 +504,7 @@ class MultiModalTask(BaseTask, ABC):
         self._loss_counts[stage] = self._loss_counts.get(stage, 0) + batch_size
         for modality, raw in outputs.items():
             prediction = metric_input(self.task_type, self.postprocess(raw.detach()))
-            self.metrics[f'{stage}_{modality}'].update(
+            self._stage_metrics(stage, modality).update(
                 prediction, metric_target(self.task_type, target)
             )
         return losses['loss']
@@ -580,11 +580,24 @@ class MultiModalTask(BaseTask, ABC):
                 means['train_loss_epoch'] = means.pop('train_loss')
             self.log_dict(means, sync_dist=True)
         for modality in self.modalities:
-            metrics = self.metrics[f'{stage}_{modality}']
-            assert isinstance(metrics, MetricCollection)
-            if metrics[next(iter(metrics.keys()))].update_count:
+            metrics = self._stage_metrics(stage, modality)
+            if count:
                 self.log_dict(metrics.compute())
             metrics.reset()
+
+    def _stage_metrics(self, stage: str, modality: str) -> MetricCollection:
+        """Return the metric collection of a stage and modality.
+
+        Args:
+            stage: 'train', 'val' or 'test'.
+            modality: A training modality.
+
+        Returns:
+            The collection, prefixed ``<stage>_<modality>_``.
+        """
+        metrics = self.metrics[f'{stage}_{modality}']
+        assert isinstance(metrics, MetricCollection)
+        return metrics
 
     def on_train_epoch_end(self) -> None:
         """Log the training metrics; raise if inputs held NaN during the epoch."""

@@ -196,7 +196,7 @@ class CoLearnTask(MultiModalTask):
         Returns:
             Modality mapped to {'specific', 'unused', 'shared'} (B, d) embeddings.
         """
-        features = self.encode(self.modality_inputs(batch))
+        features = self.encode(self.modality_inputs(batch, defer_nan_check=True))
         return {m: rep._asdict() for m, rep in features.items()}
 
     def training_losses(
