@@ -4,6 +4,7 @@
 from pathlib import Path
 
 import matplotlib
+import timm
 import pytest
 import torch
 
@@ -13,3 +14,25 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Draw figures off-screen and keep the torch hub cache out of the user's home."""
     matplotlib.use('agg')
     torch.hub.set_dir(str(tmp_path / 'hub'))
+
+
+class TinyBackbone(torch.nn.Module):
+    """Stand-in for a timm backbone: one convolution and global pooling."""
+
+    def __init__(self, in_chans: int = 3, **kwargs: object) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(in_chans, 8, 3, padding=1)
+        self.num_features = 8
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).mean((2, 3))
+
+
+@pytest.fixture
+def tiny_timm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Replace the timm models of the image encoders with a tiny network (fast CLI runs)."""
+
+    def create_model(name: str, **kwargs: object) -> TinyBackbone:
+        return TinyBackbone(**kwargs)
+
+    monkeypatch.setattr(timm, 'create_model', create_model)

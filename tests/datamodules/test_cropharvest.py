@@ -199,7 +199,6 @@ def test_experiment_config(
     assert ('num_classes: 10' in config_text) == (task == 'multiclass')
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     'config', ['cropharvest_binary.yaml', 'cropharvest_multiclass.yaml']
 )

@@ -170,7 +170,7 @@ def test_experiment_config(
     assert f'root: {root}' in config
 
 
-@pytest.mark.slow
+@pytest.mark.usefixtures('tiny_timm')
 def test_experiment_fast_dev_run(root: str, tmp_path: Path) -> None:
     from torchgeo.main import main as torchgeo_main
 

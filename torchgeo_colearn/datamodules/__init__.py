@@ -6,6 +6,7 @@
 from .base import KFoldDataModule, MultiModalDataModule, kfold_split
 from .cropharvest import CropHarvestDataModule
 from .eurosat_s1s2 import EuroSATS1S2DataModule
+from .lfmc import LFMCDataModule
 from .synthetic import SyntheticMultiSensorDataModule
 from .treesatai_ts import PadTimeSeries, TreeSatAITimeSeriesDataModule
 
@@ -13,6 +14,7 @@ __all__ = (
     'CropHarvestDataModule',
     'EuroSATS1S2DataModule',
     'KFoldDataModule',
+    'LFMCDataModule',
     'MultiModalDataModule',
     'PadTimeSeries',
     'SyntheticMultiSensorDataModule',

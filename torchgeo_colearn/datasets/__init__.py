@@ -5,11 +5,13 @@
 
 from .cropharvest import CropHarvestMultiModal
 from .eurosat_s1s2 import EuroSATS1S2
+from .lfmc import LFMC
 from .synthetic import SyntheticMultiSensor
 from .tensor import TensorMultiModalDataset
 from .treesatai_ts import TreeSatAITimeSeries
 
 __all__ = (
+    'LFMC',
     'CropHarvestMultiModal',
     'EuroSATS1S2',
     'SyntheticMultiSensor',

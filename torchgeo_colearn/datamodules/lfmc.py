@@ -1,0 +1,74 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""Datamodule of the live fuel moisture content (LFMC) regression benchmark."""
+
+from collections.abc import Mapping, Sequence
+
+from ..datasets.lfmc import LFMC, Source
+from ..datasets.tensor import TensorMultiModalDataset
+from .base import KFoldDataModule
+
+
+class LFMCDataModule(KFoldDataModule):
+    """K-fold cross-validation over the LFMC benchmark of Rao et al. (2020).
+
+    The whole table is loaded once into tensors (:class:`~torchgeo_colearn.datasets.lfmc.LFMC`),
+    then split at sample level into *num_folds* random folds, as MDiCo does. Each modality is
+    z-scored per channel with statistics of the training folds; the regression target is left in %
+    (the task standardises it with :meth:`target_stats`).
+    """
+
+    def __init__(
+        self,
+        root: str = 'data',
+        source: Source = 'csv',
+        modality_groups: Mapping[str, Sequence[str]] | None = None,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        fold: int = 0,
+        num_folds: int = 10,
+        seed: int = 10,
+        val_is_test: bool = False,
+    ) -> None:
+        """Initialize a new LFMCDataModule instance.
+
+        Args:
+            root: Directory holding ``training_features.csv`` (*source* 'csv') or the
+                ``feature_*.geojson`` files (*source* 'geojson').
+            source: Which of the two layouts to read.
+            modality_groups: Returned modality mapped to the base modalities it concatenates, e.g.
+                ``{'s1': ['s1', 's1_ratio'], 'optical': ['optical', 'optical_indices']}`` for MDiCo's
+                (4, 3) and (4, 8) inputs; None returns every base modality on its own.
+            batch_size: Size of each mini-batch.
+            num_workers: Number of workers for parallel data loading (the in-memory batches need none).
+            fold: Index of the test fold.
+            num_folds: Number of folds.
+            seed: Seed of the fold permutation.
+            val_is_test: Validate on the test fold, as the MDiCo authors do; by default the validation
+                set is the next fold, carved from the training folds.
+        """
+        super().__init__(
+            LFMC,
+            batch_size,
+            num_workers,
+            fold=fold,
+            num_folds=num_folds,
+            seed=seed,
+            val_is_test=val_is_test,
+            augment=False,
+            root=root,
+            source=source,
+            modality_groups=modality_groups,
+        )
+
+    def load_dataset(self) -> TensorMultiModalDataset:
+        """Load the whole benchmark into memory.
+
+        Returns:
+            All samples (2578 for the full table).
+
+        Raises:
+            DatasetNotFoundError: If the table is not in *root*; the message says where to get it.
+        """
+        return LFMC(**self.kwargs).to_tensor_dataset()
