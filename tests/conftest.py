@@ -2,10 +2,11 @@
 # Licensed under the MIT License.
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
-import timm
 import pytest
+import timm
 import torch
 
 
@@ -19,20 +20,21 @@ def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 class TinyBackbone(torch.nn.Module):
     """Stand-in for a timm backbone: one convolution and global pooling."""
 
-    def __init__(self, in_chans: int = 3, **kwargs: object) -> None:
+    def __init__(self, in_chans: int = 3, **kwargs: Any) -> None:
         super().__init__()
         self.conv = torch.nn.Conv2d(in_chans, 8, 3, padding=1)
         self.num_features = 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(x).mean((2, 3))
+        features: torch.Tensor = self.conv(x).mean((2, 3))
+        return features
 
 
 @pytest.fixture
 def tiny_timm(monkeypatch: pytest.MonkeyPatch) -> None:
     """Replace the timm models of the image encoders with a tiny network (fast CLI runs)."""
 
-    def create_model(name: str, **kwargs: object) -> TinyBackbone:
+    def create_model(name: str, **kwargs: Any) -> TinyBackbone:
         return TinyBackbone(**kwargs)
 
     monkeypatch.setattr(timm, 'create_model', create_model)
