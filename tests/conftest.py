@@ -14,6 +14,8 @@ import torch
 def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Draw figures off-screen and keep the torch hub cache out of the user's home."""
     matplotlib.use('agg')
+    # The test models are tiny: one thread is the fastest and immune to oversubscribed cores.
+    torch.set_num_threads(1)
     torch.hub.set_dir(str(tmp_path / 'hub'))
 
 

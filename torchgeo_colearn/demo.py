@@ -9,6 +9,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import torch
 from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
@@ -213,7 +214,17 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument('--num-samples', type=int, default=2000)
     parser.add_argument('--accelerator', default='auto')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--threads',
+        type=int,
+        default=1,
+        help=(
+            'CPU threads of torch; the demo models are small, so one thread is fastest and does not '
+            'collapse when other processes share the cores'
+        ),
+    )
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     data_args = {'num_samples': args.num_samples, 'modalities': DEFAULT_MODALITIES}
     results = {
         method: run_method(
