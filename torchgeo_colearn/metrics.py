@@ -19,6 +19,21 @@ from torchmetrics.classification import (
 #: The supported prediction tasks.
 TaskType: TypeAlias = Literal['binary', 'multiclass', 'multilabel', 'regression']
 
+#: Metrics of :func:`build_metrics` for which lower is better; every other metric is better when higher.
+LOWER_IS_BETTER = frozenset({'RMSE', 'MAE'})
+
+
+def higher_is_better(metric: str) -> bool:
+    """Tell the direction of a metric.
+
+    Args:
+        metric: Metric name, as in :func:`build_metrics` (e.g. 'R2', 'RMSE').
+
+    Returns:
+        False for error metrics (:data:`LOWER_IS_BETTER`), True otherwise.
+    """
+    return metric not in LOWER_IS_BETTER
+
 
 def build_metrics(
     task: TaskType, num_classes: int | None = None, num_labels: int | None = None
