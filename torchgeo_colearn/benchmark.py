@@ -34,7 +34,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import __version__
-from .callbacks.evaluation import ScenarioEvaluation
+from .scenarios import COUNT, scores_by_scenario
 from .trainers.base import MultiModalTask
 
 #: Metrics for which lower is better; every other metric is better when higher.
@@ -501,9 +501,6 @@ def run_one(
         msg = f'methods.{method.name}: {method.class_path} is not a MultiModalTask subclass'
         raise TypeError(msg)
     model = model_class(**init_args)
-    evaluation = ScenarioEvaluation(
-        stages=('test',), print_table=False, figures=False, max_embedding_samples=0
-    )
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix='colearn-benchmark-') as workdir:
         checkpoint = ModelCheckpoint(
@@ -521,16 +518,17 @@ def run_one(
             devices=1,
             deterministic=settings['deterministic'],
             logger=False,
-            callbacks=[stopping, checkpoint, evaluation],
+            callbacks=[stopping, checkpoint],
             default_root_dir=workdir,
             enable_progress_bar=False,
             enable_model_summary=False,
             num_sanity_val_steps=0,
         )
-        evaluation.output_dir = workdir
         trainer.fit(model, datamodule)
         best = checkpoint.best_model_path
-        trainer.test(model, datamodule, ckpt_path=best or None, verbose=False)
+        (logged,) = trainer.test(
+            model, datamodule, ckpt_path=best or None, verbose=False
+        )
         if any(m.teacher == method.name for m in benchmark.methods) and best:
             target = run_path(output, method.name, fold, seed, 'ckpt')
             os.makedirs(os.path.dirname(target), exist_ok=True)
@@ -538,7 +536,10 @@ def run_one(
         best_epoch = _epoch_of(best)
     return {
         'status': 'ok',
-        'results': evaluation.results['test'],
+        'results': {
+            name: {m: v for m, v in metrics.items() if m != COUNT}
+            for name, metrics in scores_by_scenario(logged, 'test').items()
+        },
         'epochs': trainer.current_epoch,
         'best_epoch': best_epoch,
         'seconds': round(time.perf_counter() - start, 1),

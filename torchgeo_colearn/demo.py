@@ -16,10 +16,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from rich.console import Console
 from rich.table import Table
 
-from .callbacks import ScenarioEvaluation
 from .datamodules.synthetic import SyntheticMultiSensorDataModule
 from .datasets.synthetic import DEFAULT_MODALITIES, ModalityKind
 from .metrics import TaskType, build_metrics
+from .scenarios import metric_key
 from .trainers import CoLearnTask, MultiModalTask, SingleModalityTask
 
 #: The two methods the demo compares, by display name.
@@ -135,7 +135,10 @@ def comparison_rows(
     rows = []
     for modality in modalities:
         for metric in build_metrics(task, num_classes=2, num_labels=1):
-            values = {m: results[m][f'test_{modality}_{metric}'] for m in METHODS}
+            values = {
+                m: results[m][metric_key('test', modality, str(metric))]
+                for m in METHODS
+            }
             sign = -1 if metric in ('RMSE', 'MAE') else 1
             gain = sign * (values['co-learned'] - values['trained alone'])
             rows.append(
@@ -236,7 +239,6 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             args.accelerator,
             args.seed,
             data_args,
-            [ScenarioEvaluation(stages=['test'], print_table=False)],
         )
         for method in METHODS
     }

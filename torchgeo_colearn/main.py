@@ -6,6 +6,7 @@
 import importlib
 import os
 import sys
+from typing import Any
 
 # Importing the task, datamodule and callback packages registers their classes, so that configs
 # can use short class names.
@@ -20,7 +21,7 @@ import torchgeo_colearn.datamodules
 import torchgeo_colearn.trainers  # noqa: F401
 
 from . import __version__
-from .callbacks import ScenarioEvaluation, ScenarioPredictionWriter
+from .callbacks import ScenarioPredictionWriter, ScenarioReport
 
 #: Subcommands handled outside LightningCLI, mapped to the module whose ``main(argv)`` runs them.
 EXTRA_COMMANDS = {
@@ -30,11 +31,13 @@ EXTRA_COMMANDS = {
 
 
 class ColearnCLI(LightningCLI):
-    """LightningCLI with the scenario evaluation and the prediction writer always attached.
+    """LightningCLI with the scenario report and the prediction writer always attached.
 
-    They are configured under the top-level ``evaluation:`` and ``prediction:`` keys (not under
-    ``trainer.callbacks``, where they would run twice), e.g. ``--evaluation.noise_levels '[0.5, 1]'`` or
-    ``--prediction.scenarios '[s1]' --prediction.output preds.csv``.
+    The task scores every inference scenario itself; the report (tables, figure, terminal) and the
+    prediction writer are configured under the top-level ``evaluation:`` and ``prediction:`` keys (not
+    under ``trainer.callbacks``, where they would run twice), e.g. ``--evaluation.output_dir results``
+    or ``--prediction.scenarios '[s1]' --prediction.output preds.csv``. ``predict`` writes batch by batch
+    and keeps no prediction in memory.
     """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
@@ -43,16 +46,34 @@ class ColearnCLI(LightningCLI):
         Args:
             parser: The parser of a subcommand.
         """
-        parser.add_lightning_class_args(ScenarioEvaluation, 'evaluation')
+        parser.add_lightning_class_args(ScenarioReport, 'evaluation')
         parser.add_lightning_class_args(ScenarioPredictionWriter, 'prediction')
         # The table is printed by after_test, below Lightning's own results table.
         parser.set_defaults({'evaluation.print_table': False})
 
+    def _prepare_subcommand_parser(
+        self, klass: type, subcommand: str, **kwargs: Any
+    ) -> LightningArgumentParser:
+        """Build a subcommand's parser; ``predict`` returns nothing (the writer has written it).
+
+        Args:
+            klass: The trainer class.
+            subcommand: The subcommand name.
+            **kwargs: Passed to LightningCLI.
+
+        Returns:
+            The parser.
+        """
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == 'predict':
+            parser.set_defaults(return_predictions=False)
+        return parser
+
     def after_test(self) -> None:
         """End ``colearn test`` with the scenario table."""
         for callback in self.trainer.callbacks:  # type: ignore[attr-defined]
-            if isinstance(callback, ScenarioEvaluation) and 'test' in callback.results:
-                callback.print_table('test')
+            if isinstance(callback, ScenarioReport) and callback.results:
+                callback.print_table()
 
 
 def main(args: ArgsType = None) -> LightningCLI | None:

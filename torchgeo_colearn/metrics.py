@@ -1,13 +1,20 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""The metrics reported for each task type, shared by the tasks and the evaluation callback."""
+"""The metrics of each task type, their directions, and the scoring of inference scenarios."""
 
+from collections.abc import Mapping, Sequence
 from typing import Literal, TypeAlias
 
 import torch
 from torch import Tensor
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, R2Score
+from torchmetrics import (
+    MeanAbsoluteError,
+    MeanSquaredError,
+    Metric,
+    MetricCollection,
+    R2Score,
+)
 from torchmetrics.classification import (
     Accuracy,
     CohenKappa,
@@ -15,6 +22,9 @@ from torchmetrics.classification import (
     MultilabelAveragePrecision,
     MultilabelF1Score,
 )
+from torchmetrics.utilities import dim_zero_cat
+
+from .scenarios import COUNT
 
 #: The supported prediction tasks.
 TaskType: TypeAlias = Literal['binary', 'multiclass', 'multilabel', 'regression']
@@ -139,3 +149,119 @@ def metric_target(task: TaskType, target: Tensor) -> Tensor:
         int64 targets for classification tasks, float32 values for regression.
     """
     return target.float() if task == 'regression' else target.long()
+
+
+class ScenarioScores(Metric):
+    """Score several inference scenarios: accumulate on the device, compute once per epoch.
+
+    ``update`` stacks the predictions of all scenarios of a batch into one tensor and appends it, so it
+    never synchronises the device with the host (torchmetrics' classification updates do: ``bincount``
+    and argument checks read values back) and costs one operation whatever the number of scenarios.
+    ``compute`` concatenates the batches (gathered across processes as torchmetrics list states) and runs
+    the metrics of :func:`build_metrics` once per scenario, on the samples that had the scenario's
+    modalities. Memory: one (N, S, K) float32 tensor for N samples, S scenarios and K classes, labels or 1.
+    """
+
+    full_state_update = False
+
+    #: Per batch: (B, S, K) or (B, S) predictions in metric space.
+    preds: list[Tensor]
+    #: Per batch: (B, S) bool, whether each sample had each scenario's modalities.
+    available: list[Tensor]
+    #: Per batch: the (B,) or (B, L) targets.
+    target: list[Tensor]
+
+    def __init__(
+        self,
+        scenarios: Sequence[str],
+        task: TaskType,
+        num_classes: int | None = None,
+        num_labels: int | None = None,
+    ) -> None:
+        """Initialize a new ScenarioScores instance.
+
+        Args:
+            scenarios: Scenario display names, in the order of the stacked predictions.
+            task: The task type.
+            num_classes: Number of classes (multiclass).
+            num_labels: Number of labels (multilabel).
+        """
+        super().__init__()
+        self.scenarios = list(scenarios)
+        self.task = task
+        self.metrics = build_metrics(task, num_classes, num_labels)
+        for metric in self.metrics.values(copy_state=False):
+            # the predictions are gathered once, by this metric; the inner metrics must not gather again
+            metric.sync_on_compute = False
+        self.add_state('preds', default=[], dist_reduce_fx='cat')
+        self.add_state('available', default=[], dist_reduce_fx='cat')
+        self.add_state('target', default=[], dist_reduce_fx='cat')
+
+    def update(
+        self,
+        predictions: Mapping[str, Tensor],
+        target: Tensor,
+        available: Mapping[str, Tensor] | None = None,
+    ) -> None:
+        """Store the predictions of a batch.
+
+        Args:
+            predictions: Scenario name mapped to its (B,) / (B, K) / (B, L) prediction as returned by
+                :meth:`~torchgeo_colearn.trainers.MultiModalTask.postprocess`; every scenario of this
+                metric must be given (extra ones are ignored).
+            target: The ``label`` of the batch: (B,) class indices or values, or (B, L) multi-hot.
+            available: Scenario name mapped to a (B,) bool mask of the samples that have the
+                scenario's modalities; None (or a scenario left out) means every sample.
+
+        Raises:
+            KeyError: If a scenario has no prediction.
+            ValueError: If a prediction and the target disagree on the batch size.
+        """
+        if missing := [s for s in self.scenarios if s not in predictions]:
+            msg = f'no prediction for scenarios {missing}; got {sorted(predictions)}'
+            raise KeyError(msg)
+        size = target.shape[0]
+        for name in self.scenarios:
+            if predictions[name].shape[0] != size:
+                msg = (
+                    f'prediction of scenario {name!r} has shape '
+                    f'{tuple(predictions[name].shape)}, target has shape {tuple(target.shape)}'
+                )
+                raise ValueError(msg)
+        stacked = torch.stack(
+            [predictions[s].detach().float() for s in self.scenarios], 1
+        )
+        self.preds.append(stacked)
+        masks = available or {}
+        everyone = torch.ones(size, dtype=torch.bool, device=stacked.device)
+        self.available.append(
+            torch.stack([masks.get(s, everyone) for s in self.scenarios], 1)
+        )
+        self.target.append(metric_target(self.task, target))
+
+    def compute(self) -> dict[str, dict[str, Tensor]]:
+        """Score every scenario.
+
+        Returns:
+            Scenario name mapped to metric name mapped to a scalar tensor, plus ``count``, the number of
+            samples scored. A scenario without any sample gets NaN scores and count 0.
+        """
+        preds = dim_zero_cat(self.preds)
+        available = dim_zero_cat(self.available)
+        target = dim_zero_cat(self.target)
+        scores: dict[str, dict[str, Tensor]] = {}
+        for index, name in enumerate(self.scenarios):
+            rows = available[:, index]
+            count = rows.sum()
+            self.metrics.reset()
+            if bool(count):
+                self.metrics.update(
+                    metric_input(self.task, preds[rows, index]), target[rows]
+                )
+                values = dict(self.metrics.compute())
+            else:
+                nan = torch.full((), float('nan'), device=preds.device)
+                values = {str(key): nan for key in self.metrics.keys(keep_base=True)}
+            scores[name] = {**values, COUNT: count.float()}
+        self.metrics.reset()
+        return scores

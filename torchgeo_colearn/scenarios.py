@@ -10,7 +10,7 @@ parses these names.
 """
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal, TypeAlias
 
 #: An inference scenario: the available modalities, in training order.
@@ -41,6 +41,18 @@ def scenario_name(scenario: Iterable[str]) -> str:
     return SEPARATOR.join(scenario)
 
 
+def scenario_modalities(name: str) -> Scenario:
+    """Split a display name into its modality names, without checking them.
+
+    Args:
+        name: Display name, e.g. ``'s1+s2'``.
+
+    Returns:
+        The modality names in the order written, e.g. ``('s1', 's2')``.
+    """
+    return tuple(name.split(SEPARATOR))
+
+
 def parse_scenario(name: str, modalities: Sequence[str]) -> Scenario:
     """Turn a display name into a scenario of known modalities.
 
@@ -54,7 +66,7 @@ def parse_scenario(name: str, modalities: Sequence[str]) -> Scenario:
     Raises:
         ValueError: If the name is empty, repeats a modality or names an unknown one.
     """
-    parts = name.split(SEPARATOR)
+    parts = scenario_modalities(name)
     unknown = [part for part in parts if part not in modalities]
     if not name or unknown or len(set(parts)) != len(parts):
         msg = (
@@ -118,13 +130,13 @@ def sort_scenario_names(
     """
     names = list(dict.fromkeys(names))
     if modalities is None:
-        split = [name.split(SEPARATOR) for name in names]
+        split = [scenario_modalities(name) for name in names]
         singles = [parts[0] for parts in split if len(parts) == 1]
         modalities = list(dict.fromkeys([*singles, *itertools.chain(*split)]))
     position = {m: i for i, m in enumerate(modalities)}
 
     def key(name: str) -> tuple[int, list[int]]:
-        parts = name.split(SEPARATOR)
+        parts = scenario_modalities(name)
         return len(parts), sorted(position.get(p, len(position)) for p in parts)
 
     return sorted(names, key=key)
@@ -162,7 +174,7 @@ def split_metric_key(key: str) -> tuple[str, str, str] | None:
 
 
 def scores_by_scenario(
-    logged: dict[str, float], stage: str
+    logged: Mapping[str, float], stage: str
 ) -> dict[str, dict[str, float]]:
     """Collect the scenario scores of one stage from logged values.
 

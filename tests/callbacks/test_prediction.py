@@ -17,13 +17,14 @@ from torchgeo_colearn.callbacks.prediction import (
 )
 from torchgeo_colearn.datasets.tensor import TensorMultiModalDataset
 from torchgeo_colearn.metrics import TaskType
+from torchgeo_colearn.scenarios import scenario_modalities
 
-from .test_evaluation import FakeTask, fake_task, loader, make_dataset, make_trainer
+from ..fakes import LinearTask, fake_task, loader, make_dataset, make_trainer
 
 
 def predict(
     tmp_path: Path,
-    model: FakeTask,
+    model: LinearTask,
     dataset: TensorMultiModalDataset,
     writer: ScenarioPredictionWriter,
     logger: bool = False,
@@ -33,9 +34,10 @@ def predict(
     return trainer
 
 
-def expected(model: FakeTask, dataset: TensorMultiModalDataset, name: str) -> Any:
+def expected(model: LinearTask, dataset: TensorMultiModalDataset, name: str) -> Any:
     batch = dataset.batch(range(len(dataset)))
-    scenario = tuple(name.split('+'))
+    scenario = scenario_modalities(name)
+    model.eval()
     with torch.no_grad():
         return model.predict_scenarios(batch, [scenario])[scenario].numpy()
 
@@ -120,7 +122,7 @@ def test_missing_modality_is_reported(tmp_path: Path) -> None:
         {k: v for k, v in dataset.tensors.items() if not k.endswith('s2')}
     )
     writer = ScenarioPredictionWriter(scenarios=['s2'], output=str(tmp_path / 'p.csv'))
-    with pytest.raises(KeyError, match=r"'s2'.*scenarios="):
+    with pytest.raises(KeyError, match=r"\['s2'\].*scenarios="):
         predict(tmp_path, fake_task('multiclass'), only_s1, writer)
     with pytest.raises(ValueError, match='scenario'):
         predict(
@@ -173,9 +175,11 @@ def test_cli_test_prints_table_and_predict_writes_csv(
     extra.write_text(
         'trainer:\n'
         '  callbacks:\n'
-        '    - class_path: torchgeo_colearn.callbacks.evaluation.ScenarioEvaluation\n'
-        '      init_args: {stages: [test], max_embedding_samples: 8, projection: pca}\n'
-        '    - class_path: torchgeo_colearn.callbacks.prediction.ScenarioPredictionWriter\n'
+        '    - class_path: torchgeo_colearn.callbacks.RepresentationFigures\n'
+        '      init_args: {max_samples: 8, projection: pca}\n'
+        '    - class_path: torchgeo_colearn.callbacks.RobustnessEvaluation\n'
+        '      init_args: {noise_levels: [0.5]}\n'
+        '    - class_path: torchgeo_colearn.callbacks.ScenarioPredictionWriter\n'
         f'      init_args: {{scenarios: [s1, s1+dem], output: {tmp_path / "preds.csv"}}}\n'
     )
     args = [
@@ -198,6 +202,13 @@ def test_cli_test_prints_table_and_predict_writes_csv(
     main(['test', *args, '--ckpt_path', checkpoint])
     printed = capsys.readouterr().out
     assert 'scores per inference scenario' in printed and 's1+s2+dem' in printed
+    log_dir = tmp_path / 'lightning_logs' / 'version_1'
+    for name in (
+        'test_scenarios.md',
+        'test_representations.png',
+        'test_robustness.csv',
+    ):
+        assert (log_dir / name).exists()
     main(['predict', *args, '--ckpt_path', checkpoint])
     frame = pd.read_csv(tmp_path / 'preds.csv')
     assert len(frame) == 20

@@ -57,9 +57,8 @@ def make_batch(size: int = 6, num_classes: int = 4) -> dict[str, Tensor]:
 
 
 def losses_of(task: CoLearnTask, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-    losses, _ = task.training_losses(
-        task.modality_inputs(batch, require_all=True), batch['label']
-    )
+    inputs = task.modality_inputs(batch, require_all=True)
+    losses, _ = task.losses(inputs, task.encode(inputs), batch['label'])
     return losses
 
 
@@ -349,8 +348,8 @@ def test_task_types_fit_and_test(task_type: TaskType, tmp_path: Path) -> None:
         'regression': 'R2',
     }[task_type]
     for modality in ENCODERS:
-        assert f'test_{modality}_{main_metric}' in results
-        assert math.isfinite(results[f'test_{modality}_{main_metric}'])
+        assert f'test/{modality}/{main_metric}' in results
+        assert math.isfinite(results[f'test/{modality}/{main_metric}'])
     assert {
         'test_main_loss',
         'test_aux_loss',

@@ -81,7 +81,7 @@ def test_online_losses() -> None:
     )
     batch = make_batch()
     inputs = model.modality_inputs(batch, require_all=True)
-    losses, outputs = model.training_losses(inputs, batch['label'])
+    losses, outputs = model.losses(inputs, model.encode(inputs), batch['label'])
     students = sum(losses[f'{m}_loss'] for m in ('s1', 's2', 'dem'))
     expected = (
         students
@@ -90,7 +90,7 @@ def test_online_losses() -> None:
         + losses['teacher_loss']
     )
     torch.testing.assert_close(losses['loss'], expected)
-    assert set(outputs) == {'s1', 's2', 'dem'}
+    assert set(outputs) == {('s1',), ('s2',), ('dem',)}
 
 
 class _TeacherMode(Callback):
@@ -134,7 +134,8 @@ def test_checkpoint_teacher_frozen(teacher_checkpoint: str, tmp_path: Path) -> N
     for key, value in model.teacher.state_dict().items():
         torch.testing.assert_close(value, before[key])
     batch = make_batch()
-    losses, _ = model.training_losses(model.modality_inputs(batch), batch['label'])
+    inputs = model.modality_inputs(batch)
+    losses, _ = model.losses(inputs, model.encode(inputs), batch['label'])
     assert 'teacher_loss' not in losses
 
 
@@ -147,3 +148,42 @@ def test_checkpoint_must_fit_students(teacher_checkpoint: str) -> None:
 def test_negative_weight_rejected() -> None:
     with pytest.raises(ValueError, match='feature_weight'):
         DistillationTask(**task_args('multiclass'), feature_weight=-1.0)
+
+
+def test_checkpoint_reloads_without_the_teacher_file(
+    teacher_checkpoint: str, tmp_path: Path
+) -> None:
+    copy = tmp_path / 'teacher.ckpt'
+    copy.write_bytes(Path(teacher_checkpoint).read_bytes())
+    model = DistillationTask(**task_args('multiclass'), teacher_checkpoint=str(copy))
+    assert model.hparams['teacher_model']['fusion'] == 'mean'
+    trainer = Trainer(
+        max_epochs=1,
+        accelerator='cpu',
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=str(tmp_path),
+    )
+    datamodule = SyntheticMultiSensorDataModule(
+        num_samples=64, modalities=MODALITIES, batch_size=16, num_folds=4
+    )
+    trainer.fit(model, datamodule)
+    saved = tmp_path / 'student.ckpt'
+    trainer.save_checkpoint(saved)
+    copy.unlink()
+    reloaded = DistillationTask.load_from_checkpoint(saved)
+    assert reloaded.frozen_teacher
+    for key, value in model.teacher.state_dict().items():
+        torch.testing.assert_close(reloaded.teacher.state_dict()[key], value)
+    batch = make_batch()
+    model.eval()
+    reloaded.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(batch)['s1'], model(batch)['s1'])
+
+
+def test_missing_teacher_file_is_named(tmp_path: Path) -> None:
+    path = str(tmp_path / 'nowhere.ckpt')
+    with pytest.raises(FileNotFoundError, match=r'nowhere\.ckpt.*FeatureFusionTask'):
+        DistillationTask(**task_args('multiclass'), teacher_checkpoint=path)

@@ -10,17 +10,14 @@ import torch
 from lightning.pytorch import Trainer
 from torch import Tensor, nn
 
-from torchgeo_colearn.callbacks.evaluation import ScenarioEvaluation
 from torchgeo_colearn.datamodules.synthetic import SyntheticMultiSensorDataModule
 from torchgeo_colearn.datasets.synthetic import ModalityKind
 from torchgeo_colearn.metrics import TaskType
-from torchgeo_colearn.trainers.base import MultiModalTask, scenario_name
-from torchgeo_colearn.trainers.fusion import (
-    FeatureFusionTask,
-    FusionName,
-    InputFusionTask,
-    modality_dropout,
-)
+from torchgeo_colearn.models.fusion import FusionName
+from torchgeo_colearn.scenarios import scenario_name
+from torchgeo_colearn.trainers.base import MultiModalTask
+from torchgeo_colearn.trainers.dropout import modality_dropout
+from torchgeo_colearn.trainers.fusion import FeatureFusionTask, InputFusionTask
 
 TASK_TYPES: list[TaskType] = ['binary', 'multiclass', 'multilabel', 'regression']
 
@@ -83,13 +80,6 @@ def fit_and_score(
         batch_size=16,
         num_folds=4,
     )
-    evaluation = ScenarioEvaluation(
-        stages=('test',),
-        output_dir=str(tmp_path),
-        print_table=False,
-        figures=False,
-        max_embedding_samples=0,
-    )
     trainer = Trainer(
         max_epochs=1,
         accelerator='cpu',
@@ -97,12 +87,11 @@ def fit_and_score(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[evaluation],
         default_root_dir=str(tmp_path),
     )
     trainer.fit(model, datamodule)
     trainer.test(model, datamodule, verbose=False)
-    results = evaluation.results['test']
+    results = model.scenario_results['test']
     assert set(results) == {scenario_name(s) for s in model.scenarios()}
     assert all(
         math.isfinite(v) for metrics in results.values() for v in metrics.values()
@@ -142,7 +131,7 @@ class TestInputFusion:
     def test_fused_width(self) -> None:
         model = InputFusionTask(**task_args('multiclass'))
         # s1 (3) + s2 (3) + dem repeated over the 12 steps (16).
-        assert model.encoder.input_shape == (12, 22)
+        assert model.model.encoder.input_shape == (12, 22)
 
     def test_missing_modalities_are_zero_filled(self) -> None:
         model = InputFusionTask(**task_args('regression')).eval()
@@ -158,8 +147,10 @@ class TestInputFusion:
     def test_fusion_encoder_config(self) -> None:
         config = {'name': 'tempcnn', 'seq_len': 12, 'hidden_dim': 4, 'dense_dim': 8}
         model = InputFusionTask(**task_args('multiclass'), fusion_encoder=config)
-        assert model.encoder.input_shape == (12, 22)
-        first = next(m for m in model.encoder.modules() if isinstance(m, nn.Conv1d))
+        assert model.model.encoder.input_shape == (12, 22)
+        first = next(
+            m for m in model.model.encoder.modules() if isinstance(m, nn.Conv1d)
+        )
         assert first.out_channels == 4
 
     def test_images_concatenated(self) -> None:
@@ -180,7 +171,7 @@ class TestInputFusion:
         model = InputFusionTask(encoders=encoders, num_classes=3, embed_dim=4).eval()
         batch = {'image_a': torch.randn(2, 2, 8, 8), 'image_b': torch.randn(2, 3, 8, 8)}
         outputs = model.predict_scenarios(batch, model.scenarios())
-        assert model.encoder.input_shape == (5, 8, 8)
+        assert model.model.encoder.input_shape == (5, 8, 8)
         assert all(p.shape == (2, 3) for p in outputs.values())
 
     def test_different_lengths_rejected(self) -> None:
@@ -200,17 +191,16 @@ class TestInputFusion:
         model = InputFusionTask(**task_args('multiclass'))
         batch = make_batch()
         inputs = model.modality_inputs(batch, require_all=True)
-        losses, outputs = model.training_losses(inputs, batch['label'])
+        losses, outputs = model.losses(inputs, model.encode(inputs), batch['label'])
         assert set(losses) == {'task_loss', 'loss'}
-        assert model.training
-        # The outputs for the training metrics come from eval mode, after the training forward pass
-        # updated the batch-norm statistics, and do not update them again.
+        # training scores no scenario: no extra forward pass, no mode switch
+        assert model.training and outputs == {} and model.training_scenarios() == []
         model.eval()
-        expected = model.predict_scenarios(batch, [(m,) for m in ENCODERS])
-        for modality, raw in outputs.items():
-            torch.testing.assert_close(model.postprocess(raw), expected[(modality,)])
-        losses, outputs = model.training_losses(inputs, batch['label'])
-        assert set(outputs) == set(ENCODERS)
+        losses, outputs = model.losses(inputs, model.encode(inputs), batch['label'])
+        assert set(outputs) == {(m,) for m in ENCODERS} | {tuple(ENCODERS)}
+        expected = model.predict_scenarios(batch, list(outputs))
+        for scenario, raw in outputs.items():
+            torch.testing.assert_close(model.postprocess(raw), expected[scenario])
         per_scenario = [losses[f'{m}_loss'] for m in ENCODERS] + [
             losses['s1+s2+dem_loss']
         ]

@@ -23,8 +23,10 @@ def test_fit_and_every_scenario(task_type: TaskType, tmp_path: Path) -> None:
 def test_shared_trunk_is_shared() -> None:
     model = ShaSpecTask(**task_args('multiclass'))
     # One trunk for every modality; one specific encoder and one projection per modality.
-    assert set(model.specific) == set(model.projections) == {'s1', 's2', 'dem'}
-    assert model.shared.input_shape == (8,)
+    assert (
+        set(model.model.specific) == set(model.model.projections) == {'s1', 's2', 'dem'}
+    )
+    assert model.model.shared.input_shape == (8,)
 
 
 def test_missing_slot_gets_mean_shared_feature() -> None:
@@ -35,10 +37,12 @@ def test_missing_slot_gets_mean_shared_feature() -> None:
     substitute = (features['s1'].shared + features['s2'].shared) / 2
     composed = [
         features[m].shared
-        + model.composition(torch.cat([features[m].specific, features[m].shared], 1))
+        + model.model.composition(
+            torch.cat([features[m].specific, features[m].shared], 1)
+        )
         for m in ('s1', 's2')
     ]
-    expected = model.head(torch.cat([*composed, substitute], 1))
+    expected = model.model.head(torch.cat([*composed, substitute], 1))
     torch.testing.assert_close(model.predict_from(features, ('s1', 's2')), expected)
 
 
@@ -48,7 +52,7 @@ def test_loss_terms() -> None:
     ).eval()
     batch = make_batch()
     inputs = model.modality_inputs(batch, require_all=True)
-    losses, outputs = model.training_losses(inputs, batch['label'])
+    losses, outputs = model.losses(inputs, model.encode(inputs), batch['label'])
     features = model.encode(inputs)
     names = ('s1', 's2', 'dem')
     alignment = torch.stack(
@@ -61,7 +65,7 @@ def test_loss_terms() -> None:
     assert losses['domain_loss'] > 0
     total = losses['task_loss'] + losses['alignment_loss'] + losses['domain_loss']
     torch.testing.assert_close(losses['loss'], total)
-    assert set(outputs) == set(names)
+    assert set(outputs) == {(m,) for m in names} | {names}
 
 
 def test_negative_weight_rejected() -> None:

@@ -1,14 +1,16 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Lightning callbacks: missing-modality evaluation and prediction writing."""
+"""Lightning callbacks: scenario reports, robustness curves, representation figures, predictions."""
 
-from .evaluation import ScenarioEvaluation, ScenarioPredictor, ScenarioScores
 from .prediction import ScenarioPredictionWriter
+from .report import ScenarioReport
+from .representations import RepresentationFigures
+from .robustness import RobustnessEvaluation
 
 __all__ = (
-    'ScenarioEvaluation',
+    'RepresentationFigures',
+    'RobustnessEvaluation',
     'ScenarioPredictionWriter',
-    'ScenarioPredictor',
-    'ScenarioScores',
+    'ScenarioReport',
 )

@@ -9,14 +9,12 @@ from collections.abc import Sequence
 from typing import IO, Any
 
 import lightning.pytorch as pl
-import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch import Tensor
 
-from ..batch import modalities_in
 from ..metrics import TaskType
-from ..trainers.base import Scenario, scenario_name
-from .evaluation import ScenarioPredictor, check_predictor, parse_scenarios
+from ..scenarios import Scenario, parse_scenarios, scenario_name
+from ..trainers.base import check_predictor
 
 
 def prediction_columns(
@@ -72,8 +70,8 @@ def prediction_values(
     """Turn the predictions of one scenario into CSV cells.
 
     Args:
-        prediction: Metric-space prediction of a batch (see
-            :meth:`~torchgeo_colearn.callbacks.evaluation.ScenarioPredictor.predict_scenarios`).
+        prediction: Prediction of a batch, as returned by the task (see
+            :meth:`~torchgeo_colearn.trainers.MultiModalTask.postprocess`).
         task: The task type.
         class_names: Class names for the multiclass ``_pred`` column.
 
@@ -128,15 +126,17 @@ def batch_ids(batch: dict[str, Any], start: int, size: int) -> list[str]:
 class ScenarioPredictionWriter(BasePredictionWriter):
     """Write the predictions of chosen scenarios during ``predict``, one CSV row per sample.
 
-    The columns are ``index`` (running position in the prediction set), ``id`` (the batch key ``id``, or
-    the index when absent), then per scenario the columns of :func:`prediction_columns`. Under
-    multi-process prediction each process writes its own file, suffixed ``.rank<r>``.
+    It writes what the task's ``predict_step`` returned (scenario name mapped to predictions, see
+    :meth:`~torchgeo_colearn.trainers.MultiModalTask.predict_step`), batch by batch, so nothing is kept
+    in memory. The columns are ``index`` (running position in the prediction set), ``id`` (the batch
+    key ``id``, or the index when absent), then per scenario the columns of :func:`prediction_columns`.
+    Under multi-process prediction each process writes its own file, suffixed ``.rank<r>``.
 
     YAML::
 
         trainer:
           callbacks:
-            - class_path: torchgeo_colearn.callbacks.prediction.ScenarioPredictionWriter
+            - class_path: torchgeo_colearn.callbacks.ScenarioPredictionWriter
               init_args: {scenarios: [s1], output: predictions.csv}
     """
 
@@ -150,7 +150,7 @@ class ScenarioPredictionWriter(BasePredictionWriter):
 
         Args:
             scenarios: Scenario display names, e.g. ``['s1']`` or ``['s1', 's1+s2']``; None writes every
-                default scenario of the task.
+                scenario the task predicted.
             output: CSV path; None = ``predictions.csv`` in ``trainer.log_dir``.
             class_names: Names of the classes (multiclass) or labels (multilabel) for the column names.
         """
@@ -167,12 +167,12 @@ class ScenarioPredictionWriter(BasePredictionWriter):
     def on_predict_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> None:
-        """Resolve the scenarios and the output path.
+        """Check the chosen scenarios and resolve the output path.
 
         Args:
             trainer: The trainer.
             pl_module: The task; must implement
-                :class:`~torchgeo_colearn.callbacks.evaluation.ScenarioPredictor`.
+                :class:`~torchgeo_colearn.trainers.ScenarioPredictor`.
         """
         task = check_predictor(pl_module)
         self.scenarios = (
@@ -188,14 +188,12 @@ class ScenarioPredictionWriter(BasePredictionWriter):
         self.path = path
         self._written = 0
 
-    def _open(
-        self, task: ScenarioPredictor, predictions: dict[Scenario, Tensor]
-    ) -> None:
+    def _open(self, task: TaskType, predictions: dict[str, Tensor]) -> None:
         """Open the file and write the header, once the prediction widths are known.
 
         Args:
-            task: The task.
-            predictions: The predictions of the first batch.
+            task: The task type.
+            predictions: The chosen scenarios' predictions of the first batch.
         """
         assert self.path is not None
         directory = os.path.dirname(self.path)
@@ -206,11 +204,9 @@ class ScenarioPredictionWriter(BasePredictionWriter):
         self._writer = csv.writer(self._file)
         header = ['index', 'id']
         for scenario in self.scenarios:
-            prediction = predictions[scenario]
+            prediction = predictions[scenario_name(scenario)]
             width = prediction.shape[1] if prediction.ndim == 2 else 1
-            header += prediction_columns(
-                scenario, task.task_type, width, self.class_names
-            )
+            header += prediction_columns(scenario, task, width, self.class_names)
         self._writer.writerow(header)
 
     def write_on_batch_end(
@@ -223,37 +219,35 @@ class ScenarioPredictionWriter(BasePredictionWriter):
         batch_idx: int,
         dataloader_idx: int,
     ) -> None:
-        """Predict the chosen scenarios of a batch and append its rows.
+        """Append the rows of a batch: what ``predict_step`` returned for the chosen scenarios.
 
         Args:
             trainer: The trainer.
             pl_module: The task.
-            prediction: The output of ``predict_step``; ignored, the scenarios are predicted here.
+            prediction: The output of ``predict_step``: scenario name mapped to predictions.
             batch_indices: Ignored.
-            batch: The batch, on the device and normalised.
+            batch: The batch (for its ``id``).
             batch_idx: Ignored.
             dataloader_idx: Ignored.
 
         Raises:
-            KeyError: If the batch lacks a modality of a chosen scenario.
+            KeyError: If ``predict_step`` returned no prediction for a chosen scenario (its modalities
+                are missing from the predict batches).
         """
         task = check_predictor(pl_module)
-        present = set(modalities_in(batch))
-        for scenario in self.scenarios:
-            if not present.issuperset(scenario):
-                msg = (
-                    f'scenario {scenario_name(scenario)!r} needs modalities '
-                    f'{sorted(set(scenario) - present)} missing from the predict batch; choose '
-                    f'ScenarioPredictionWriter(scenarios=[...]) among {sorted(present)}'
-                )
-                raise KeyError(msg)
-        with torch.no_grad():
-            predictions = task.predict_scenarios(batch, self.scenarios)
+        names = [scenario_name(s) for s in self.scenarios]
+        if missing := [name for name in names if name not in prediction]:
+            msg = (
+                f'predict_step returned no prediction for scenarios {missing} (their modalities are '
+                f'missing from the predict batches); it returned {sorted(prediction)}: choose '
+                f'ScenarioPredictionWriter(scenarios=[...]) among them'
+            )
+            raise KeyError(msg)
         if self._file is None:
-            self._open(task, predictions)
+            self._open(task.task_type, prediction)
         columns = [
-            prediction_values(predictions[s], task.task_type, self.class_names)
-            for s in self.scenarios
+            prediction_values(prediction[name], task.task_type, self.class_names)
+            for name in names
         ]
         size = len(columns[0])
         ids = batch_ids(batch, self._written, size)

@@ -3,9 +3,10 @@
 
 """Lightning tasks for multi-modal co-learning and its baselines."""
 
-from .base import MultiModalTask, scenario_name
+from .base import MultiModalTask, ScenarioPredictor, check_predictor
 from .colearn import CoLearnTask
 from .distillation import DistillationTask
+from .dropout import ModalityDropoutTask
 from .ensemble import EnsembleTask
 from .fusion import FeatureFusionTask, InputFusionTask
 from .shaspec import ShaSpecTask
@@ -17,8 +18,10 @@ __all__ = (
     'EnsembleTask',
     'FeatureFusionTask',
     'InputFusionTask',
+    'ModalityDropoutTask',
     'MultiModalTask',
+    'ScenarioPredictor',
     'ShaSpecTask',
     'SingleModalityTask',
-    'scenario_name',
+    'check_predictor',
 )

@@ -1,12 +1,11 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Base class of the tasks that predict from any subset of modalities."""
+"""Base class of the tasks that predict from any subset of modalities, and their interface."""
 
-import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, Protocol, TypeAlias, cast, runtime_checkable
 
 import torch
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
@@ -14,18 +13,19 @@ from torch import Tensor, nn
 from torch.optim import SGD, Adam, AdamW, Optimizer
 from torch.optim.lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau
 from torchgeo.trainers import BaseTask
-from torchmetrics import MetricCollection
 
 from ..batch import check_keys, image_key, modalities_in, valid_key
 from ..losses import TaskLoss
-from ..metrics import TaskType, build_metrics, metric_input, metric_target
+from ..metrics import ScenarioScores, TaskType
 from ..models import Encoder
+from ..scenarios import Scenario, default_scenarios, metric_key, scenario_name
 
 #: A modality's input: the batch tensor and its optional (B, T) validity mask.
 ModalityInput: TypeAlias = tuple[Tensor, Tensor | None]
 
-#: An inference scenario: the modalities available, in training order.
-Scenario: TypeAlias = tuple[str, ...]
+#: What :meth:`MultiModalTask.losses` returns: the loss terms (``'loss'`` is the total that is
+#: minimised) and the raw outputs of the scenarios the objective already computed.
+LossOutput: TypeAlias = tuple[dict[str, Tensor], dict[Scenario, Tensor]]
 
 #: Optimisers selectable by name.
 OptimizerName: TypeAlias = Literal['adam', 'adamw', 'sgd']
@@ -33,41 +33,104 @@ OptimizerName: TypeAlias = Literal['adam', 'adamw', 'sgd']
 #: Learning-rate schedules selectable by name.
 SchedulerName: TypeAlias = Literal['plateau', 'cosine', 'none']
 
-#: Training stages with their own metrics.
+#: Training stages, each with its own loss sums and scenario scores.
 STAGES = ('train', 'val', 'test')
 
 
-def scenario_name(scenario: Sequence[str]) -> str:
-    """Return the display name of a scenario.
+@runtime_checkable
+class ScenarioPredictor(Protocol):
+    """What a task exposes to be evaluated per inference scenario.
+
+    :class:`MultiModalTask` implements it; the robustness and representation callbacks and the
+    deployment tools need nothing else.
+    """
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """The training modalities, in order."""
+        ...
+
+    @property
+    def task_type(self) -> TaskType:
+        """'binary', 'multiclass', 'multilabel' or 'regression'."""
+        ...
+
+    @property
+    def num_classes(self) -> int | None:
+        """Number of classes (multiclass), else None."""
+        ...
+
+    @property
+    def num_labels(self) -> int | None:
+        """Number of labels (multilabel), else None."""
+        ...
+
+    def scenarios(self) -> list[Scenario]:
+        """Return the scenarios scored by default (every single modality, plus subsets if fusing)."""
+        ...
+
+    def predict_scenarios(
+        self, batch: Mapping[str, Any], scenarios: Sequence[Scenario]
+    ) -> dict[Scenario, Tensor]:
+        """Predict several scenarios of a normalised batch, encoding each modality once.
+
+        Returns probabilities (B,) (binary), (B, K) (multiclass), (B, L) (multilabel) or values (B,)
+        in target units (regression).
+        """
+        ...
+
+    def representations(self, batch: Mapping[str, Any]) -> dict[str, dict[str, Tensor]]:
+        """Return modality mapped to part name mapped to (B, d) embeddings, for visualisation."""
+        ...
+
+
+def check_predictor(module: object) -> ScenarioPredictor:
+    """Check that a module implements :class:`ScenarioPredictor`.
 
     Args:
-        scenario: The available modalities.
+        module: Usually the LightningModule a callback is attached to.
 
     Returns:
-        The modalities joined by '+', e.g. 's1+s2'.
+        The module, typed as a predictor.
+
+    Raises:
+        TypeError: Naming the members it lacks.
     """
-    return '+'.join(scenario)
+    members = (
+        'modalities',
+        'task_type',
+        'num_classes',
+        'num_labels',
+        'scenarios',
+        'predict_scenarios',
+        'representations',
+    )
+    if missing := [name for name in members if not hasattr(module, name)]:
+        msg = (
+            f'{type(module).__name__} does not implement the scenario interface '
+            f'(ScenarioPredictor); missing: {missing}'
+        )
+        raise TypeError(msg)
+    return cast(ScenarioPredictor, module)
 
 
 class MultiModalTask(BaseTask, ABC):
     """Base of the multi-modal tasks: dict batch in, one prediction per inference scenario out.
 
-    It implements what every method shares: input validation (keys, shapes, NaN), the supervised loss
-    of the task type (class weights, target standardisation), per-modality metrics per stage, logging,
-    optimisers, and the scenario interface used by
-    :class:`~torchgeo_colearn.callbacks.ScenarioEvaluation`:
+    It implements what every method shares: the constructor arguments below, input validation (keys,
+    shapes, NaN), the supervised loss of the task type (class weights, target standardisation),
+    optimisers, and the evaluation of every inference scenario. Per validation or test batch each
+    modality is encoded **once** (:meth:`encode`); the same features give the loss terms
+    (:meth:`losses`) and the prediction of every scenario (:meth:`predict_from`), whose scores accumulate
+    on the device (:class:`~torchgeo_colearn.metrics.ScenarioScores`) and are logged at epoch end as
+    ``<stage>/<scenario>/<metric>`` (e.g. ``val/s1/R2``, ``test/s1+s2/F1Score``) together with the number
+    of samples scored (``<stage>/<scenario>/count``). Training scores the scenarios the objective
+    computes anyway (:meth:`training_scenarios`). Loss terms are logged as ``<stage>_<term>``
+    (``train_loss``, ``val_loss``, ``val_main_loss``, ...).
 
-    * :attr:`modalities`, :attr:`task_type`, :attr:`num_classes`, :attr:`num_labels`;
-    * :meth:`scenarios`: every single modality, plus every larger subset if the method can fuse
-      (:attr:`supports_fusion`);
-    * :meth:`predict_scenarios`: encodes each modality once, then predicts every scenario;
-    * :meth:`representations`: per-modality embeddings for visualisation.
-
-    Subclasses implement :meth:`configure_models`, :meth:`encode`, :meth:`predict_from` and
-    :meth:`training_losses`, and take at least the constructor arguments documented in
-    :class:`~torchgeo_colearn.CoLearnTask` that this class reads from ``self.hparams``: ``encoders``,
-    ``task``, ``num_classes``, ``num_labels``, ``class_weights``, ``target_mean``, ``target_std``,
-    ``lr``, ``patience``, ``optimizer``, ``scheduler``, ``weight_decay``.
+    Subclasses implement :meth:`configure_models`, :meth:`encoder_of`, :meth:`encode`,
+    :meth:`predict_from` and :meth:`losses`; their own constructor arguments are keyword-only and the
+    shared ones below are forwarded with ``**kwargs``.
     """
 
     #: Whether a scenario may hold several modalities (the method fuses them).
@@ -76,24 +139,77 @@ class MultiModalTask(BaseTask, ABC):
     #: Minimum number of training modalities.
     min_modalities: ClassVar[int] = 1
 
+    #: Checkpoint key prefixes of earlier releases mapped to today's (networks moved into ``model``).
+    legacy_prefixes: ClassVar[dict[str, str]] = {}
+
     #: The supervised loss, built by :meth:`configure_losses`.
     criterion: TaskLoss
 
-    #: Metric collections keyed ``<stage>_<modality>``, built by :meth:`configure_metrics`.
-    metrics: nn.ModuleDict
+    #: Scenario scores per stage (keys ``<stage>_scores``), built by :meth:`configure_metrics`.
+    scores: nn.ModuleDict
 
-    def __init__(self) -> None:
-        """Initialize a new MultiModalTask instance (after the subclass stored nothing else)."""
+    def __init__(
+        self,
+        encoders: dict[str, dict[str, Any]],
+        task: TaskType = 'multiclass',
+        num_classes: int | None = None,
+        num_labels: int | None = None,
+        embed_dim: int = 64,
+        head_hidden_dim: int | None = None,
+        class_weights: Sequence[float] | Literal['balanced'] | None = None,
+        target_mean: float | None = None,
+        target_std: float | None = None,
+        lr: float = 1e-3,
+        patience: int = 10,
+        optimizer: OptimizerName = 'adam',
+        scheduler: SchedulerName = 'plateau',
+        weight_decay: float = 0.0,
+    ) -> None:
+        """Initialize a new MultiModalTask instance.
+
+        Args:
+            encoders: Modality name mapped to its encoder config: ``name`` ('tempcnn', 'mlp', 'timm' or a
+                registered name) plus that encoder's arguments, e.g.
+                ``{'s1': {'name': 'tempcnn', 'in_channels': 2, 'seq_len': 12}}``. The keys are the batch
+                keys without the ``image_`` prefix, in the order of the scenarios.
+            task: 'binary', 'multiclass', 'multilabel' or 'regression'.
+            num_classes: Number of classes (multiclass).
+            num_labels: Number of labels (multilabel).
+            embed_dim: Size d of the representations (methods document how they use it).
+            head_hidden_dim: Hidden width of all heads, or None for linear heads.
+            class_weights: Class weights of the task loss (positive weights for multilabel): a list,
+                'balanced' (computed on the training labels by the datamodule when fitting starts), or
+                None.
+            target_mean: Regression target mean used to standardise the target; None takes it from the
+                datamodule's training targets when fitting starts (0 without a datamodule).
+            target_std: Regression target standard deviation; None as for *target_mean* (1 without a
+                datamodule).
+            lr: Learning rate.
+            patience: Patience of the 'plateau' learning-rate schedule, in epochs.
+            optimizer: 'adam', 'adamw' or 'sgd'.
+            scheduler: 'plateau' (on ``val_loss``), 'cosine' or 'none'.
+            weight_decay: Weight decay of the optimiser.
+
+        Raises:
+            ValueError: With fewer modalities than the method needs, a modality name that is not an
+                identifier, or an invalid option.
+        """
         self._deferred_nan: dict[str, Tensor] = {}
         self._loss_sums: dict[str, dict[str, Tensor]] = {}
         self._loss_counts: dict[str, int] = {}
-        super().__init__()
-        if len(self.modalities) < self.min_modalities:
+        #: The last computed scenario scores per stage: scenario name mapped to metric mapped to value.
+        self.scenario_results: dict[str, dict[str, dict[str, float]]] = {}
+        if len(encoders) < self.min_modalities:
             msg = (
                 f'{type(self).__name__} needs at least {self.min_modalities} modalities in '
-                f'`encoders`, got {list(self.modalities)}'
+                f'`encoders`, got {list(encoders)}'
             )
             raise ValueError(msg)
+        for modality in encoders:
+            if not modality.isidentifier():
+                msg = f'modality names must be identifiers (letters, digits, _), got {modality!r}'
+                raise ValueError(msg)
+        super().__init__()
 
     # ----------------------------------------------------------------------------------------------
     # Properties of the scenario interface
@@ -186,13 +302,16 @@ class MultiModalTask(BaseTask, ABC):
         )
 
     def configure_metrics(self) -> None:
-        """Build one metric collection per stage and modality, prefixed ``<stage>_<modality>_``."""
-        metrics = build_metrics(self.task_type, self.num_classes, self.num_labels)
-        self.metrics = nn.ModuleDict(
+        """Build the scenario scores of each stage (training scores :meth:`training_scenarios`)."""
+        self.scores = nn.ModuleDict(
             {
-                f'{stage}_{modality}': metrics.clone(prefix=f'{stage}_{modality}_')
+                f'{stage}_scores': ScenarioScores(
+                    [scenario_name(s) for s in self.scored_scenarios(stage)],
+                    self.task_type,
+                    self.num_classes,
+                    self.num_labels,
+                )
                 for stage in STAGES
-                for modality in self.modalities
             }
         )
 
@@ -226,6 +345,19 @@ class MultiModalTask(BaseTask, ABC):
             if self.hparams.get('target_std') is None:
                 criterion.target_std.fill_(std)
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Rename the state-dict keys of checkpoints written by earlier releases.
+
+        Args:
+            checkpoint: The loaded checkpoint; its ``state_dict`` is updated in place.
+        """
+        state = checkpoint.get('state_dict', {})
+        for key in list(state):
+            for old, new in self.legacy_prefixes.items():
+                if key.startswith(old):
+                    state[new + key.removeprefix(old)] = state.pop(key)
+                    break
+
     # ----------------------------------------------------------------------------------------------
     # Inputs
     # ----------------------------------------------------------------------------------------------
@@ -251,7 +383,7 @@ class MultiModalTask(BaseTask, ABC):
 
         Args:
             batch: Batch dict with ``image_<modality>`` keys.
-            require_all: Every training modality must be present (co-learning losses).
+            require_all: Every training modality must be present (training objectives).
             defer_nan_check: On accelerators, accumulate the NaN check on the device and raise at the
                 end of the epoch instead of synchronising every step (CPU tensors are always checked
                 at once).
@@ -261,6 +393,7 @@ class MultiModalTask(BaseTask, ABC):
 
         Raises:
             KeyError: On an unknown key, or a missing modality when *require_all*.
+            TypeError: If a modality is not a tensor.
             ValueError: If no training modality is present, on a wrong shape, or on NaN.
         """
         check_keys(batch, self.modalities)
@@ -285,9 +418,11 @@ class MultiModalTask(BaseTask, ABC):
             if not isinstance(x, Tensor):
                 msg = f'{key} must be a tensor, got {type(x).__name__}'
                 raise TypeError(msg)
-            expected = self.encoder_of(modality).input_shape
-            if not self.encoder_of(modality).accepts(tuple(x.shape[1:])):
-                shown = ', '.join('*' if d is None else str(d) for d in expected)
+            encoder = self.encoder_of(modality)
+            if not encoder.accepts(tuple(x.shape[1:])):
+                shown = ', '.join(
+                    '*' if d is None else str(d) for d in encoder.input_shape
+                )
                 msg = (
                     f'{key}: expected shape (B, {shown}), got {tuple(x.shape)} '
                     f'(* = any size)'
@@ -348,7 +483,7 @@ class MultiModalTask(BaseTask, ABC):
             inputs: Modality mapped to (input, validity mask), as from :meth:`modality_inputs`.
 
         Returns:
-            Modality mapped to whatever :meth:`predict_from` needs.
+            Modality mapped to whatever :meth:`predict_from` and :meth:`losses` need.
         """
 
     @abstractmethod
@@ -364,19 +499,35 @@ class MultiModalTask(BaseTask, ABC):
         """
 
     @abstractmethod
-    def training_losses(
-        self, inputs: Mapping[str, ModalityInput], target: Tensor
-    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """Compute the training objective.
+    def losses(
+        self,
+        inputs: Mapping[str, ModalityInput],
+        features: Mapping[str, Any],
+        target: Tensor,
+    ) -> LossOutput:
+        """Compute the objective of a batch (training, and the validation loss).
 
         Args:
-            inputs: Every training modality's input.
+            inputs: Every training modality's input (for terms that need more than the features,
+                e.g. a distillation teacher).
+            features: Output of :meth:`encode` for every training modality.
             target: The batch targets.
 
         Returns:
-            The loss terms (``'loss'`` is the total that is minimised; the others are logged), and the
-            raw single-modality outputs, modality mapped to (B, ...) raw outputs, used for the metrics.
+            The loss terms (``'loss'`` is the total that is minimised; the others are logged) and the raw
+            outputs of the scenarios the objective computed (scenario mapped to (B, ...) raw outputs),
+            reused for the scores instead of being predicted again.
         """
+
+    def training_scenarios(self) -> list[Scenario]:
+        """Return the scenarios scored during training.
+
+        Returns:
+            Every single modality: methods whose objective computes each modality's prediction return
+            them from :meth:`losses`. Methods whose objective does not (e.g. modality dropout) return
+            [] so that training runs no extra prediction.
+        """
+        return default_scenarios(self.modalities, fusion=False)
 
     def representations(self, batch: Mapping[str, Any]) -> dict[str, dict[str, Tensor]]:
         """Return the embeddings of each modality present, for visualisation.
@@ -408,26 +559,56 @@ class MultiModalTask(BaseTask, ABC):
             label probabilities (B, L) (multilabel) or values in target units (B,) (regression).
         """
         match self.task_type:
-            case 'binary':
+            case 'binary' | 'multilabel':
                 return torch.sigmoid(raw.float())
             case 'multiclass':
                 return torch.softmax(raw.float(), dim=-1)
-            case 'multilabel':
-                return torch.sigmoid(raw.float())
             case 'regression':
                 return (
                     raw.float() * self.criterion.target_std + self.criterion.target_mean
                 )
 
     def scenarios(self) -> list[Scenario]:
-        """Return the default inference scenarios.
+        """Return the inference scenarios scored in validation and test.
 
         Returns:
             Every single modality, then, if the method fuses, every subset of two or more modalities
             (by size, then in training order).
         """
-        sizes = range(1, len(self.modalities) + 1) if self.supports_fusion else [1]
-        return [s for k in sizes for s in itertools.combinations(self.modalities, k)]
+        return default_scenarios(self.modalities, self.supports_fusion)
+
+    def scored_scenarios(self, stage: str) -> list[Scenario]:
+        """Return the scenarios scored in a stage.
+
+        Args:
+            stage: 'train', 'val' or 'test'.
+
+        Returns:
+            :meth:`training_scenarios` for 'train', :meth:`scenarios` otherwise.
+        """
+        return self.training_scenarios() if stage == 'train' else self.scenarios()
+
+    def _check_scenarios(
+        self, scenarios: Sequence[Scenario], available: Sequence[str]
+    ) -> None:
+        """Check that scenarios can be predicted from the available modalities.
+
+        Args:
+            scenarios: The scenarios.
+            available: The modalities of the batch.
+
+        Raises:
+            ValueError: If a scenario is empty, fuses while the method cannot, or needs a modality the
+                batch lacks.
+        """
+        for scenario in scenarios:
+            if not scenario or (len(scenario) > 1 and not self.supports_fusion):
+                msg = f'{type(self).__name__} cannot predict scenario {scenario}'
+                raise ValueError(msg)
+        needed = {m for scenario in scenarios for m in scenario}
+        if missing := sorted(needed - set(available)):
+            msg = f'scenarios need {[image_key(m) for m in missing]}, absent from the batch'
+            raise ValueError(msg)
 
     def predict_scenarios(
         self, batch: Mapping[str, Any], scenarios: Sequence[Scenario]
@@ -445,15 +626,9 @@ class MultiModalTask(BaseTask, ABC):
             ValueError: If a scenario is empty, uses several modalities while the method cannot fuse,
                 or names a modality the batch lacks.
         """
-        needed = {m for scenario in scenarios for m in scenario}
         inputs = self.modality_inputs(batch, defer_nan_check=True)
-        for scenario in scenarios:
-            if not scenario or (len(scenario) > 1 and not self.supports_fusion):
-                msg = f'{type(self).__name__} cannot predict scenario {scenario}'
-                raise ValueError(msg)
-        if missing := sorted(needed - set(inputs)):
-            msg = f'scenarios need {[image_key(m) for m in missing]}, absent from the batch'
-            raise ValueError(msg)
+        self._check_scenarios(scenarios, list(inputs))
+        needed = {m for scenario in scenarios for m in scenario}
         features = self.encode({m: inputs[m] for m in self.modalities if m in needed})
         return {s: self.postprocess(self.predict_from(features, s)) for s in scenarios}
 
@@ -476,7 +651,7 @@ class MultiModalTask(BaseTask, ABC):
     # ----------------------------------------------------------------------------------------------
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
-        """Compute, log and return the loss of a batch, and update the per-modality metrics.
+        """Encode once, compute the loss terms, and score the stage's scenarios.
 
         Args:
             batch: Normalised batch holding every training modality and ``label``.
@@ -493,26 +668,36 @@ class MultiModalTask(BaseTask, ABC):
             raise KeyError(msg)
         target = batch['label']
         inputs = self.modality_inputs(batch, require_all=True, defer_nan_check=True)
-        losses, outputs = self.training_losses(inputs, target)
+        features = self.encode(inputs)
+        terms, outputs = self.losses(inputs, features, target)
         batch_size = target.shape[0]
         if stage == 'train':
-            self.log('train_loss', losses['loss'], batch_size=batch_size, prog_bar=True)
+            self.log('train_loss', terms['loss'], batch_size=batch_size, prog_bar=True)
         sums = self._loss_sums.setdefault(stage, {})
-        for name, value in losses.items():
+        for name, value in terms.items():
             weighted = value.detach() * batch_size
             sums[name] = sums[name] + weighted if name in sums else weighted
         self._loss_counts[stage] = self._loss_counts.get(stage, 0) + batch_size
-        for modality, raw in outputs.items():
-            prediction = metric_input(self.task_type, self.postprocess(raw.detach()))
-            self._stage_metrics(stage, modality).update(
-                prediction, metric_target(self.task_type, target)
-            )
-        return losses['loss']
+        scores = self._stage_scores(stage)
+        if scores.scenarios:
+            with torch.no_grad():
+                predictions = {
+                    scenario_name(s): self.postprocess(
+                        (
+                            outputs[s]
+                            if s in outputs
+                            else self.predict_from(features, s)
+                        ).detach()
+                    )
+                    for s in self.scored_scenarios(stage)
+                }
+            scores.update(predictions, target)
+        return terms['loss']
 
     def training_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> Tensor:
-        """Compute the training loss and update the training metrics.
+        """Compute the training loss and accumulate the training scores.
 
         Args:
             batch: The output of your DataLoader.
@@ -527,7 +712,7 @@ class MultiModalTask(BaseTask, ABC):
     def validation_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        """Compute the validation loss and update the validation metrics.
+        """Compute the validation loss and accumulate the scores of every scenario.
 
         Args:
             batch: The output of your DataLoader.
@@ -537,7 +722,7 @@ class MultiModalTask(BaseTask, ABC):
         self._shared_step(batch, 'val')
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Compute the test loss and update the test metrics.
+        """Compute the test loss and accumulate the scores of every scenario.
 
         Args:
             batch: The output of your DataLoader.
@@ -549,7 +734,7 @@ class MultiModalTask(BaseTask, ABC):
     def predict_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, Tensor]:
-        """Predict from each modality present, alone.
+        """Predict every scenario whose modalities the batch holds.
 
         Args:
             batch: The output of your DataLoader.
@@ -557,61 +742,78 @@ class MultiModalTask(BaseTask, ABC):
             dataloader_idx: Index of the current dataloader.
 
         Returns:
-            Modality mapped to its prediction (see :meth:`postprocess`).
+            Scenario name mapped to its prediction (see :meth:`postprocess`); a single modality's
+            scenario is named after the modality, e.g. ``{'s1': ..., 's2': ..., 's1+s2': ...}``.
         """
-        predictions: dict[str, Tensor] = self(batch)
-        return predictions
+        inputs = self.modality_inputs(batch, defer_nan_check=True)
+        features = self.encode(inputs)
+        return {
+            scenario_name(s): self.postprocess(self.predict_from(features, s))
+            for s in self.scenarios()
+            if set(s) <= set(inputs)
+        }
 
-    def _log_epoch_metrics(self, stage: str) -> None:
-        """Log the epoch means of the loss terms and the per-modality metrics of a stage, then reset.
+    def _stage_scores(self, stage: str) -> ScenarioScores:
+        """Return the scenario scores of a stage.
+
+        Args:
+            stage: 'train', 'val' or 'test'.
+
+        Returns:
+            The accumulator.
+        """
+        scores = self.scores[f'{stage}_scores']
+        assert isinstance(scores, ScenarioScores)
+        return scores
+
+    def _log_epoch(self, stage: str) -> None:
+        """Log the epoch means of the loss terms and the scenario scores of a stage, then reset.
 
         The steps only accumulate on the device (no synchronisation, one Lightning ``log`` call per
-        training step for the progress bar); everything is computed and logged here, once per epoch.
+        training step for the progress bar); everything is computed and logged here, once per epoch,
+        and the scores are kept in :attr:`scenario_results` (one transfer to the host). Lightning's
+        sanity check of the validation loop logs nothing.
 
         Args:
             stage: 'train', 'val' or 'test'.
         """
         sums = self._loss_sums.pop(stage, {})
         count = self._loss_counts.pop(stage, 0)
+        if self._trainer is not None and self.trainer.sanity_checking:
+            # a check that the loop runs, on an untrained model: nothing to report
+            count = 0
         if count:
             # The per-step training loss is logged by the step; the epoch means of all terms here.
             means = {f'{stage}_{name}': total / count for name, total in sums.items()}
             if stage == 'train':
                 means['train_loss_epoch'] = means.pop('train_loss')
             self.log_dict(means, sync_dist=True)
-        for modality in self.modalities:
-            metrics = self._stage_metrics(stage, modality)
-            if count:
-                self.log_dict(metrics.compute())
-            metrics.reset()
-
-    def _stage_metrics(self, stage: str, modality: str) -> MetricCollection:
-        """Return the metric collection of a stage and modality.
-
-        Args:
-            stage: 'train', 'val' or 'test'.
-            modality: A training modality.
-
-        Returns:
-            The collection, prefixed ``<stage>_<modality>_``.
-        """
-        metrics = self.metrics[f'{stage}_{modality}']
-        assert isinstance(metrics, MetricCollection)
-        return metrics
+        scores = self._stage_scores(stage)
+        if count and scores.scenarios and scores.update_count:
+            computed = scores.compute()
+            self.log_dict(
+                {
+                    metric_key(stage, name, metric): value
+                    for name, metrics in computed.items()
+                    for metric, value in metrics.items()
+                }
+            )
+            self.scenario_results[stage] = _to_floats(computed)
+        scores.reset()
 
     def on_train_epoch_end(self) -> None:
-        """Log the training metrics; raise if inputs held NaN during the epoch."""
-        self._log_epoch_metrics('train')
+        """Log the training loss terms and scores; raise if inputs held NaN during the epoch."""
+        self._log_epoch('train')
         self._raise_deferred_nan()
 
     def on_validation_epoch_end(self) -> None:
-        """Log the validation metrics; raise if inputs held NaN during the epoch."""
-        self._log_epoch_metrics('val')
+        """Log the validation loss terms and scores; raise if inputs held NaN during the epoch."""
+        self._log_epoch('val')
         self._raise_deferred_nan()
 
     def on_test_epoch_end(self) -> None:
-        """Log the test metrics; raise if inputs held NaN during the epoch."""
-        self._log_epoch_metrics('test')
+        """Log the test loss terms and scores; raise if inputs held NaN during the epoch."""
+        self._log_epoch('test')
         self._raise_deferred_nan()
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
@@ -619,6 +821,9 @@ class MultiModalTask(BaseTask, ABC):
 
         Returns:
             The optimiser and its scheduler config (monitoring ``val_loss`` for 'plateau').
+
+        Raises:
+            ValueError: On an unknown optimiser or schedule.
         """
         lr: float = self.hparams['lr']
         weight_decay: float = self.hparams.get('weight_decay', 0.0)
@@ -658,3 +863,24 @@ class MultiModalTask(BaseTask, ABC):
             'optimizer': optimizer,
             'lr_scheduler': {'scheduler': scheduler, 'monitor': self.monitor},
         }
+
+
+def _to_floats(
+    scores: Mapping[str, Mapping[str, Tensor]],
+) -> dict[str, dict[str, float]]:
+    """Read scores back to the host with a single transfer.
+
+    Args:
+        scores: Scenario mapped to metric mapped to a scalar tensor.
+
+    Returns:
+        The same nesting with Python floats.
+    """
+    keys = [(s, m) for s, metrics in scores.items() for m in metrics]
+    if not keys:
+        return {}
+    values = torch.stack([scores[s][m].float().reshape(()) for s, m in keys]).tolist()
+    floats: dict[str, dict[str, float]] = {s: {} for s in scores}
+    for (s, m), value in zip(keys, values, strict=True):
+        floats[s][m] = value
+    return floats

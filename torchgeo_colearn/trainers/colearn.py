@@ -3,7 +3,7 @@
 
 """Trainer for multi-modal co-learning with MDiCo."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..losses import ContrastiveReduction, contrastive_loss
-from ..metrics import TaskType
 from ..models import Encoder
 from ..models.mdico import MDiCo, Representation
-from .base import ModalityInput, MultiModalTask, OptimizerName, Scenario, SchedulerName
+from ..scenarios import Scenario
+from .base import LossOutput, ModalityInput, MultiModalTask
 
 
 class CoLearnTask(MultiModalTask):
@@ -51,12 +51,7 @@ class CoLearnTask(MultiModalTask):
 
     def __init__(
         self,
-        encoders: dict[str, dict[str, Any]],
-        task: TaskType = 'multiclass',
-        num_classes: int | None = None,
-        num_labels: int | None = None,
-        embed_dim: int = 64,
-        head_hidden_dim: int | None = None,
+        *,
         shared_init: Literal['copy', 'independent'] = 'copy',
         main_weight: float = 1.0,
         aux_weight: float = 1.0,
@@ -65,27 +60,11 @@ class CoLearnTask(MultiModalTask):
         temperature: float = 0.1,
         discriminator_input: Literal['unused', 'shared'] = 'unused',
         contrastive_reduction: ContrastiveReduction = 'mean',
-        class_weights: Sequence[float] | Literal['balanced'] | None = None,
-        target_mean: float | None = None,
-        target_std: float | None = None,
-        lr: float = 1e-3,
-        patience: int = 10,
-        optimizer: OptimizerName = 'adam',
-        scheduler: SchedulerName = 'plateau',
-        weight_decay: float = 0.0,
+        **kwargs: Any,
     ) -> None:
         """Initialize a new CoLearnTask instance.
 
         Args:
-            encoders: Modality name mapped to its encoder config: ``name`` ('tempcnn', 'mlp', 'timm' or a
-                registered name) plus that encoder's arguments, e.g.
-                ``{'s1': {'name': 'tempcnn', 'in_channels': 2, 'seq_len': 12}}``. At least two
-                modalities; the keys are the batch keys without the ``image_`` prefix.
-            task: 'binary', 'multiclass', 'multilabel' or 'regression'.
-            num_classes: Number of classes (multiclass).
-            num_labels: Number of labels (multilabel).
-            embed_dim: Size d of each representation part (the specific encoder outputs 2d).
-            head_hidden_dim: Hidden width of all heads, or None for linear heads (the paper's).
             shared_init: 'copy' the specific encoder's initial weights into the shared one (the
                 authors' code), or 'independent'.
             main_weight: Weight of the main-head loss.
@@ -97,23 +76,16 @@ class CoLearnTask(MultiModalTask):
                 or 'shared' (the authors' code, where the unused part gets no gradient).
             contrastive_reduction: 'mean' over unordered modality pairs, or 'sum_ordered' over ordered
                 pairs (the authors' code).
-            class_weights: Class weights of the task loss (positive weights for multilabel):
-                a list, 'balanced' (computed on the training labels by the datamodule when fitting
-                starts), or None.
-            target_mean: Regression target mean used to standardise the target; None takes it from the
-                datamodule's training targets when fitting starts (0 without a datamodule).
-            target_std: Regression target standard deviation; None as for *target_mean* (1 without a
-                datamodule).
-            lr: Learning rate.
-            patience: Patience of the 'plateau' learning-rate schedule, in epochs.
-            optimizer: 'adam' (the paper's), 'adamw' or 'sgd'.
-            scheduler: 'plateau' (on val_loss), 'cosine' or 'none'.
-            weight_decay: Weight decay of the optimiser.
+            **kwargs: The arguments shared by every method (:class:`~torchgeo_colearn.trainers.base.\
+                MultiModalTask`): ``encoders`` (at least two modalities), ``task``, ``num_classes``,
+                ``num_labels``, ``embed_dim`` (the size d of each representation part; the specific
+                encoder outputs 2d), ``head_hidden_dim``, ``class_weights``, ``target_mean``,
+                ``target_std``, ``lr``, ``patience``, ``optimizer``, ``scheduler``, ``weight_decay``.
 
         Raises:
             ValueError: With fewer than two modalities or an invalid option.
         """
-        super().__init__()
+        super().__init__(**kwargs)
 
     def configure_models(self) -> None:
         """Build the MDiCo model.
@@ -121,10 +93,6 @@ class CoLearnTask(MultiModalTask):
         Raises:
             ValueError: If a modality name cannot name a submodule.
         """
-        for modality in self.hparams['encoders']:
-            if not modality.isidentifier():
-                msg = f'modality names must be identifiers (letters, digits, _), got {modality!r}'
-                raise ValueError(msg)
         weights = (
             'main_weight',
             'aux_weight',
@@ -199,21 +167,25 @@ class CoLearnTask(MultiModalTask):
         features = self.encode(self.modality_inputs(batch, defer_nan_check=True))
         return {m: rep._asdict() for m, rep in features.items()}
 
-    def training_losses(
-        self, inputs: Mapping[str, ModalityInput], target: Tensor
-    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def losses(
+        self,
+        inputs: Mapping[str, ModalityInput],
+        features: Mapping[str, Any],
+        target: Tensor,
+    ) -> LossOutput:
         """Compute the weighted MDiCo objective.
 
         Args:
-            inputs: Every training modality's input.
+            inputs: Every training modality's input (unused: the representations hold everything).
+            features: Every training modality's representation, from :meth:`encode`.
             target: The batch targets.
 
         Returns:
             The loss terms (``main_loss``, ``aux_loss``, ``contrastive_loss``, ``discriminator_loss``
-            for the terms with a non-zero weight, and the total ``loss``), and each modality's main-head
-            outputs.
+            for the terms with a non-zero weight, and the total ``loss``), and each single-modality
+            scenario's main-head outputs.
         """
-        reps = self.encode(inputs)
+        reps: Mapping[str, Representation] = features
         outputs = {m: self.model.predict(m, rep) for m, rep in reps.items()}
         terms: dict[str, Tensor] = {}
         weights = {
@@ -248,7 +220,7 @@ class CoLearnTask(MultiModalTask):
         total = sum(
             (weights[name] * value for name, value in terms.items()), torch.zeros(())
         )
-        return {**terms, 'loss': total}, outputs
+        return {**terms, 'loss': total}, {(m,): out for m, out in outputs.items()}
 
     def _discriminator_loss(self, reps: Mapping[str, Representation]) -> Tensor:
         """Modality-discriminative loss: both discriminators must recognise the modality.

@@ -3,17 +3,22 @@
 
 """Cross-modal knowledge distillation: a multi-modal teacher, single-modality students."""
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+import os
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..metrics import TaskType
-from .base import ModalityInput, OptimizerName, SchedulerName
-from .fusion import FeatureFusionModel, FeatureFusionTask, FusionName
+from ..models.fusion import FeatureFusionModel, FusionName
+from .base import LossOutput, ModalityInput
+from .fusion import FeatureFusionTask
 from .single import SingleModalityTask
+
+#: Hyperparameters of a teacher checkpoint that define its network.
+TEACHER_ARCHITECTURE = ('encoders', 'embed_dim', 'fusion', 'head_hidden_dim')
 
 
 def logit_distillation(
@@ -56,7 +61,7 @@ def logit_distillation(
 class DistillationTask(SingleModalityTask):
     """Cross-modal knowledge distillation into single-modality students.
 
-    The teacher is a feature-fusion model (:class:`~torchgeo_colearn.trainers.fusion.FeatureFusionModel`)
+    The teacher is a feature-fusion network (:class:`~torchgeo_colearn.models.fusion.FeatureFusionModel`)
     that sees every modality. Each student is a single-modality model (encoder with 2 x ``embed_dim``
     outputs + head, as in :class:`~torchgeo_colearn.trainers.single.SingleModalityTask`), trained on
 
@@ -70,7 +75,9 @@ class DistillationTask(SingleModalityTask):
 
     * ``teacher_checkpoint`` given (the usual two-stage KD): the teacher is a trained
       :class:`~torchgeo_colearn.trainers.fusion.FeatureFusionTask` loaded from that checkpoint and frozen
-      (eval mode, no gradient); ``encoders``-independent teacher settings come from the checkpoint.
+      (eval mode, no gradient). Its architecture is recorded in this task's hyperparameters
+      (``teacher_model``) and its weights in this task's state dict, so a checkpoint of this task reloads
+      on its own, without the teacher's file.
     * no checkpoint (online distillation): a teacher built from ``encoders``, ``embed_dim`` and
       ``teacher_fusion`` is trained at the same time on its own task loss with all modalities, and the
       students distil from its detached outputs.
@@ -78,99 +85,104 @@ class DistillationTask(SingleModalityTask):
     Only the students predict: every inference scenario is a single modality.
     """
 
+    #: Checkpoint key prefixes of torchgeo-colearn 0.1 mapped to today's (the students' networks).
+    legacy_prefixes: ClassVar[dict[str, str]] = SingleModalityTask.legacy_prefixes
+
+    #: The teacher network, built by :meth:`configure_models`.
+    teacher: FeatureFusionModel
+
     def __init__(
         self,
-        encoders: dict[str, dict[str, Any]],
-        task: TaskType = 'multiclass',
-        num_classes: int | None = None,
-        num_labels: int | None = None,
-        embed_dim: int = 64,
+        *,
         teacher_checkpoint: str | None = None,
         teacher_fusion: FusionName = 'mean',
+        teacher_model: dict[str, Any] | None = None,
         temperature: float = 4.0,
         logit_weight: float = 1.0,
         feature_weight: float = 1.0,
-        head_hidden_dim: int | None = None,
-        class_weights: Sequence[float] | Literal['balanced'] | None = None,
-        target_mean: float | None = None,
-        target_std: float | None = None,
-        lr: float = 1e-3,
-        patience: int = 10,
-        optimizer: OptimizerName = 'adam',
-        scheduler: SchedulerName = 'plateau',
-        weight_decay: float = 0.0,
+        **kwargs: Any,
     ) -> None:
         """Initialize a new DistillationTask instance.
 
         Args:
-            encoders: Modality name mapped to its encoder config (see
-                :class:`~torchgeo_colearn.CoLearnTask`); one student per entry.
-            task: 'binary', 'multiclass', 'multilabel' or 'regression'.
-            num_classes: Number of classes (multiclass).
-            num_labels: Number of labels (multilabel).
-            embed_dim: Half the student encoder output size; must match the teacher's.
             teacher_checkpoint: Path of a trained FeatureFusionTask checkpoint, or None to train the
                 teacher online.
             teacher_fusion: Fusion of the online teacher, 'mean' or 'gated' (ignored with a checkpoint).
+            teacher_model: The architecture of a checkpoint teacher (its ``encoders``, ``embed_dim``,
+                ``fusion`` and ``head_hidden_dim``), recorded when the checkpoint is first loaded; when
+                given, the teacher is built from it and its weights come from this task's state dict
+                (reloading a checkpoint of this task), and ``teacher_checkpoint`` is not read.
             temperature: Softening temperature of the logit distillation (classification).
             logit_weight: Weight of the logit distillation term.
             feature_weight: Weight of the feature distillation term.
-            head_hidden_dim: Hidden width of the heads, or None for linear heads.
-            class_weights: Class weights: a list, 'balanced' (from the datamodule), or None.
-            target_mean: Regression target mean; None takes it from the datamodule.
-            target_std: Regression target standard deviation; None takes it from the datamodule.
-            lr: Learning rate.
-            patience: Patience of the 'plateau' learning-rate schedule, in epochs.
-            optimizer: 'adam', 'adamw' or 'sgd'.
-            scheduler: 'plateau' (on val_loss), 'cosine' or 'none'.
-            weight_decay: Weight decay of the optimiser.
+            **kwargs: The arguments shared by every method (see
+                :class:`~torchgeo_colearn.trainers.base.MultiModalTask`); one student per ``encoders``
+                entry, ``embed_dim`` must match the teacher's.
 
         Raises:
             ValueError: If the teacher does not fit the students or an option is invalid.
+            FileNotFoundError: If *teacher_checkpoint* does not exist (and *teacher_model* is not
+                given).
         """
-        super().__init__(
-            encoders,
-            task,
-            num_classes,
-            num_labels,
-            embed_dim,
-            head_hidden_dim,
-            class_weights,
-            target_mean,
-            target_std,
-            lr,
-            patience,
-            optimizer,
-            scheduler,
-            weight_decay,
-        )
+        for name, value in (
+            ('temperature', temperature),
+            ('logit_weight', logit_weight),
+            ('feature_weight', feature_weight),
+        ):
+            if value < 0:
+                msg = f'{name} must be >= 0, got {value}'
+                raise ValueError(msg)
+        super().__init__(**kwargs)
 
     def configure_models(self) -> None:
-        """Build the students and load or build the teacher.
+        """Build the students and the teacher (online, from the checkpoint, or from ``teacher_model``).
 
         Raises:
-            ValueError: If a weight or the temperature is negative, or the teacher's modalities, task or
-                width differ from the students'.
+            ValueError: If the teacher's modalities, task or width differ from the students'.
+            FileNotFoundError: If the teacher checkpoint is missing.
         """
         super().configure_models()
-        for name in ('temperature', 'logit_weight', 'feature_weight'):
-            if self.hparams[name] < 0:
-                msg = f'{name} must be >= 0, got {self.hparams[name]}'
-                raise ValueError(msg)
         path: str | None = self.hparams['teacher_checkpoint']
-        self.teacher: FeatureFusionModel
-        if path is None:
+        architecture: dict[str, Any] | None = self.hparams['teacher_model']
+        if path is not None and architecture is None:
+            self.teacher = self._load_teacher(path)
+        else:
+            architecture = architecture or {
+                'encoders': self.hparams['encoders'],
+                'embed_dim': self.hparams['embed_dim'],
+                'fusion': self.hparams['teacher_fusion'],
+                'head_hidden_dim': self.hparams['head_hidden_dim'],
+            }
             self.teacher = FeatureFusionModel(
-                self.hparams['encoders'],
-                2 * self.hparams['embed_dim'],
+                architecture['encoders'],
+                2 * architecture['embed_dim'],
                 self.output_dim,
-                self.hparams['teacher_fusion'],
-                self.hparams['head_hidden_dim'],
+                architecture['fusion'],
+                architecture['head_hidden_dim'],
             )
-            return
+        if self.frozen_teacher:
+            self.teacher.requires_grad_(False)
+            self.teacher.eval()
+
+    def _load_teacher(self, path: str) -> FeatureFusionModel:
+        """Load and check the teacher checkpoint, record its architecture in the hyperparameters.
+
+        Args:
+            path: A FeatureFusionTask checkpoint.
+
+        Returns:
+            The teacher network, with its trained weights.
+
+        Raises:
+            FileNotFoundError: If the file does not exist.
+            ValueError: If the teacher does not fit the students.
+        """
+        if not os.path.isfile(path):
+            msg = f'teacher_checkpoint {path!r} does not exist (a FeatureFusionTask checkpoint is expected)'
+            raise FileNotFoundError(msg)
         trained = FeatureFusionTask.load_from_checkpoint(path, map_location='cpu')
         mismatch = {
-            key: (trained.hparams[key], self.hparams[key])
+            key: (trained.hparams.get(key), self.hparams.get(key))
             for key in ('task', 'embed_dim', 'num_classes', 'num_labels')
             if trained.hparams.get(key) != self.hparams.get(key)
         }
@@ -179,9 +191,10 @@ class DistillationTask(SingleModalityTask):
         if mismatch:
             msg = f'teacher_checkpoint {path} does not fit the students (teacher, student): {mismatch}'
             raise ValueError(msg)
-        self.teacher = trained.model
-        self.teacher.requires_grad_(False)
-        self.teacher.eval()
+        self.hparams['teacher_model'] = {
+            key: trained.hparams[key] for key in TEACHER_ARCHITECTURE
+        }
+        return trained.model
 
     @property
     def frozen_teacher(self) -> bool:
@@ -202,13 +215,17 @@ class DistillationTask(SingleModalityTask):
             self.teacher.eval()
         return self
 
-    def training_losses(
-        self, inputs: Mapping[str, ModalityInput], target: Tensor
-    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def losses(
+        self,
+        inputs: Mapping[str, ModalityInput],
+        features: Mapping[str, Any],
+        target: Tensor,
+    ) -> LossOutput:
         """Students' task and distillation losses (plus the online teacher's task loss).
 
         Args:
-            inputs: Every training modality's input.
+            inputs: Every training modality's input, for the teacher.
+            features: Every student's features.
             target: The batch targets.
 
         Returns:
@@ -221,10 +238,9 @@ class DistillationTask(SingleModalityTask):
         ):
             teacher_features = self.teacher.fuse(self.teacher.encode(inputs))
             teacher_out = self.teacher.head(teacher_features)
-        features = self.encode(inputs)
-        outputs = {m: self.predict_from(features, (m,)) for m in features}
+        student_terms, outputs = super().losses(inputs, features, target)
+        terms = {k: v for k, v in student_terms.items() if k != 'loss'}
         soft, hard = teacher_out.detach(), teacher_features.detach()
-        terms = {f'{m}_loss': self.criterion(out, target) for m, out in outputs.items()}
         logit = torch.stack(
             [
                 logit_distillation(
@@ -233,9 +249,11 @@ class DistillationTask(SingleModalityTask):
                 for out in outputs.values()
             ]
         ).sum()
-        feature = torch.stack([F.mse_loss(f, hard) for f in features.values()]).sum()
+        feature = torch.stack(
+            [F.mse_loss(features[m], hard) for m in self.modalities]
+        ).sum()
         total = (
-            torch.stack(list(terms.values())).sum()
+            student_terms['loss']
             + self.hparams['logit_weight'] * logit
             + self.hparams['feature_weight'] * feature
         )

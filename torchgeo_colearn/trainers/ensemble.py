@@ -1,16 +1,15 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Ensemble of independent single-modality models: several modalities average their predictions."""
+"""Late-fusion ensemble of single-modality models."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias
 
 import torch
 from torch import Tensor
 
-from ..metrics import TaskType
-from .base import OptimizerName, Scenario, SchedulerName
+from ..scenarios import Scenario
 from .single import SingleModalityTask
 
 #: What the ensemble averages.
@@ -18,7 +17,7 @@ Averaging: TypeAlias = Literal['probabilities', 'logits']
 
 
 class EnsembleTask(SingleModalityTask):
-    """Single-modality models trained alone (as :class:`SingleModalityTask`), fused at decision level.
+    """Single-modality models trained as :class:`SingleModalityTask`, fused at decision level.
 
     Training is exactly that of :class:`SingleModalityTask`. A scenario with several modalities averages
     the predictions of their models: the probabilities (default; class probabilities for multiclass,
@@ -28,43 +27,14 @@ class EnsembleTask(SingleModalityTask):
 
     supports_fusion = True
 
-    def __init__(
-        self,
-        encoders: dict[str, dict[str, Any]],
-        task: TaskType = 'multiclass',
-        num_classes: int | None = None,
-        num_labels: int | None = None,
-        embed_dim: int = 64,
-        average: Averaging = 'probabilities',
-        head_hidden_dim: int | None = None,
-        class_weights: Sequence[float] | Literal['balanced'] | None = None,
-        target_mean: float | None = None,
-        target_std: float | None = None,
-        lr: float = 1e-3,
-        patience: int = 10,
-        optimizer: OptimizerName = 'adam',
-        scheduler: SchedulerName = 'plateau',
-        weight_decay: float = 0.0,
-    ) -> None:
+    def __init__(self, *, average: Averaging = 'probabilities', **kwargs: Any) -> None:
         """Initialize a new EnsembleTask instance.
 
         Args:
-            encoders: Modality name mapped to its encoder config (see
-                :class:`~torchgeo_colearn.CoLearnTask`); one model per entry.
-            task: 'binary', 'multiclass', 'multilabel' or 'regression'.
-            num_classes: Number of classes (multiclass).
-            num_labels: Number of labels (multilabel).
-            embed_dim: Half the encoder output size (the encoder outputs 2 x embed_dim).
             average: Average the 'probabilities' or the 'logits' of the models.
-            head_hidden_dim: Hidden width of the heads, or None for linear heads.
-            class_weights: Class weights: a list, 'balanced' (from the datamodule), or None.
-            target_mean: Regression target mean; None takes it from the datamodule.
-            target_std: Regression target standard deviation; None takes it from the datamodule.
-            lr: Learning rate.
-            patience: Patience of the 'plateau' learning-rate schedule, in epochs.
-            optimizer: 'adam', 'adamw' or 'sgd'.
-            scheduler: 'plateau' (on val_loss), 'cosine' or 'none'.
-            weight_decay: Weight decay of the optimiser.
+            **kwargs: The arguments shared by every method (see
+                :class:`~torchgeo_colearn.trainers.base.MultiModalTask`); one model per ``encoders``
+                entry.
 
         Raises:
             ValueError: If *average* is unknown.
@@ -72,22 +42,7 @@ class EnsembleTask(SingleModalityTask):
         if average not in ('probabilities', 'logits'):
             msg = f"average must be 'probabilities' or 'logits', got {average!r}"
             raise ValueError(msg)
-        super().__init__(
-            encoders,
-            task,
-            num_classes,
-            num_labels,
-            embed_dim,
-            head_hidden_dim,
-            class_weights,
-            target_mean,
-            target_std,
-            lr,
-            patience,
-            optimizer,
-            scheduler,
-            weight_decay,
-        )
+        super().__init__(**kwargs)
 
     def predict_from(self, features: Mapping[str, Any], scenario: Scenario) -> Tensor:
         """Average the scenario's single-modality predictions, returned as raw outputs.
@@ -102,9 +57,7 @@ class EnsembleTask(SingleModalityTask):
         Returns:
             Raw outputs.
         """
-        outputs = torch.stack(
-            [super(EnsembleTask, self).predict_from(features, (m,)) for m in scenario]
-        )
+        outputs = torch.stack([self.model.predict(m, features[m]) for m in scenario])
         if len(scenario) == 1:
             return outputs[0]
         match (self.hparams['average'], self.task_type):

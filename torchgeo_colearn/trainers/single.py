@@ -1,81 +1,49 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Trainer of independent single-modality models, the floor co-learning must beat."""
+"""Trainer of single-modality models, the floor co-learning must beat."""
 
-from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..metrics import TaskType
-from ..models import Encoder, build_encoder
-from ..models.head import Head
-from .base import ModalityInput, MultiModalTask, OptimizerName, Scenario, SchedulerName
+from ..models import Encoder
+from ..models.single import SingleModalityModels
+from ..scenarios import Scenario
+from .base import LossOutput, ModalityInput, MultiModalTask
 
 
 class SingleModalityTask(MultiModalTask):
-    """One model per modality (encoder + head), each trained on its own modality alone.
+    """One model (encoder + head) per modality in ``encoders``, each trained on its own modality.
 
-    The models share nothing: the total loss is the sum of the per-modality losses, so each model gets
-    exactly the gradients it would get if trained on its own (they only share the epoch loop and early
-    stopping). The encoder outputs 2 x ``embed_dim`` features, the size of the features CoLearnTask's main
-    heads see. Logged terms: ``<modality>_loss`` and the total ``loss``.
+    The encoders output 2 x ``embed_dim`` features, the size of the features CoLearnTask's main heads
+    see. With one modality in ``encoders`` this is a model trained alone on that sensor, with its own
+    early stopping and checkpoint: the fair single-modality baseline (``colearn benchmark`` trains one
+    such run per modality). With several modalities the models share nothing but the training loop: the
+    total loss is the sum of the per-modality losses, so each model gets the gradients it would get
+    alone, but they are early-stopped and checkpointed together on the summed validation loss (the
+    *joint* variant, which can stop a model too early or too late). Logged terms: ``<modality>_loss``
+    and the total ``loss``.
     """
 
-    def __init__(
-        self,
-        encoders: dict[str, dict[str, Any]],
-        task: TaskType = 'multiclass',
-        num_classes: int | None = None,
-        num_labels: int | None = None,
-        embed_dim: int = 64,
-        head_hidden_dim: int | None = None,
-        class_weights: Sequence[float] | Literal['balanced'] | None = None,
-        target_mean: float | None = None,
-        target_std: float | None = None,
-        lr: float = 1e-3,
-        patience: int = 10,
-        optimizer: OptimizerName = 'adam',
-        scheduler: SchedulerName = 'plateau',
-        weight_decay: float = 0.0,
-    ) -> None:
-        """Initialize a new SingleModalityTask instance.
+    #: Checkpoint key prefixes of torchgeo-colearn 0.1 mapped to today's.
+    legacy_prefixes: ClassVar[dict[str, str]] = {
+        'encoders.': 'model.encoders.',
+        'heads.': 'model.heads.',
+    }
 
-        Args:
-            encoders: Modality name mapped to its encoder config (see
-                :class:`~torchgeo_colearn.CoLearnTask`); one model per entry.
-            task: 'binary', 'multiclass', 'multilabel' or 'regression'.
-            num_classes: Number of classes (multiclass).
-            num_labels: Number of labels (multilabel).
-            embed_dim: Half the encoder output size (the encoder outputs 2 x embed_dim).
-            head_hidden_dim: Hidden width of the heads, or None for linear heads.
-            class_weights: Class weights: a list, 'balanced' (from the datamodule), or None.
-            target_mean: Regression target mean; None takes it from the datamodule.
-            target_std: Regression target standard deviation; None takes it from the datamodule.
-            lr: Learning rate.
-            patience: Patience of the 'plateau' learning-rate schedule, in epochs.
-            optimizer: 'adam', 'adamw' or 'sgd'.
-            scheduler: 'plateau' (on val_loss), 'cosine' or 'none'.
-            weight_decay: Weight decay of the optimiser.
-        """
-        super().__init__()
+    #: The single-modality models, built by :meth:`configure_models`.
+    model: SingleModalityModels
 
     def configure_models(self) -> None:
         """Build one encoder and one head per modality."""
-        width = 2 * self.hparams['embed_dim']
-        self.encoders = nn.ModuleDict(
-            {
-                m: build_encoder(config, width)
-                for m, config in self.hparams['encoders'].items()
-            }
-        )
-        self.heads = nn.ModuleDict(
-            {
-                m: Head(width, self.output_dim, self.hparams['head_hidden_dim'])
-                for m in self.hparams['encoders']
-            }
+        self.model = SingleModalityModels(
+            self.hparams['encoders'],
+            2 * self.hparams['embed_dim'],
+            self.output_dim,
+            self.hparams['head_hidden_dim'],
         )
 
     def encoder_of(self, modality: str) -> Encoder:
@@ -87,9 +55,7 @@ class SingleModalityTask(MultiModalTask):
         Returns:
             The encoder.
         """
-        encoder = self.encoders[modality]
-        assert isinstance(encoder, Encoder)
-        return encoder
+        return self.model.encoder(modality)
 
     def encode(self, inputs: Mapping[str, ModalityInput]) -> dict[str, Tensor]:
         """Encode each available modality with its own encoder.
@@ -100,7 +66,7 @@ class SingleModalityTask(MultiModalTask):
         Returns:
             Modality mapped to (B, 2 x embed_dim) features.
         """
-        return {m: self.encoders[m](x, valid) for m, (x, valid) in inputs.items()}
+        return self.model.encode(inputs)
 
     def predict_from(self, features: Mapping[str, Any], scenario: Scenario) -> Tensor:
         """Apply the head of the scenario's single modality.
@@ -113,22 +79,29 @@ class SingleModalityTask(MultiModalTask):
             Raw outputs.
         """
         (modality,) = scenario
-        out: Tensor = self.heads[modality](features[modality])
-        return out
+        return self.model.predict(modality, features[modality])
 
-    def training_losses(
-        self, inputs: Mapping[str, ModalityInput], target: Tensor
-    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    def losses(
+        self,
+        inputs: Mapping[str, ModalityInput],
+        features: Mapping[str, Any],
+        target: Tensor,
+    ) -> LossOutput:
         """Sum the independent per-modality losses.
 
         Args:
-            inputs: Every training modality's input.
+            inputs: Every training modality's input (unused).
+            features: Every training modality's features.
             target: The batch targets.
 
         Returns:
-            ``<modality>_loss`` terms and their sum ``loss``, and each modality's outputs.
+            ``<modality>_loss`` terms and their sum ``loss``, and each single-modality scenario's
+            outputs.
         """
-        features = self.encode(inputs)
-        outputs = {m: self.predict_from(features, (m,)) for m in features}
-        terms = {f'{m}_loss': self.criterion(out, target) for m, out in outputs.items()}
+        outputs: dict[Scenario, Tensor] = {
+            (m,): self.model.predict(m, features[m]) for m in self.modalities
+        }
+        terms = {
+            f'{s[0]}_loss': self.criterion(out, target) for s, out in outputs.items()
+        }
         return {**terms, 'loss': torch.stack(list(terms.values())).sum()}, outputs

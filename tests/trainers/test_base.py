@@ -1,0 +1,333 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from torch import nn
+
+from torchgeo_colearn.datasets.tensor import TensorMultiModalDataset
+from torchgeo_colearn.metrics import TaskType
+from torchgeo_colearn.models import Encoder
+from torchgeo_colearn.scenarios import scenario_name
+from torchgeo_colearn.trainers import (
+    CoLearnTask,
+    DistillationTask,
+    EnsembleTask,
+    FeatureFusionTask,
+    InputFusionTask,
+    MultiModalTask,
+    ShaSpecTask,
+    SingleModalityTask,
+    check_predictor,
+)
+
+from ..fakes import direct_scores, fake_task, loader, make_dataset, make_trainer
+
+TASKS: list[TaskType] = ['binary', 'multiclass', 'multilabel', 'regression']
+
+
+@pytest.mark.parametrize('task', TASKS)
+def test_one_pass_scores_equal_each_scenario_alone(
+    tmp_path: Path, task: TaskType
+) -> None:
+    modalities = ('s1', 's2', 's3')
+    model = fake_task(task, modalities=modalities)
+    dataset = make_dataset(task, modalities=modalities)
+    (logged,) = make_trainer(tmp_path, logger=False).test(
+        model, loader(dataset), verbose=False
+    )
+    results = model.scenario_results['test']
+    assert list(results) == ['s1', 's2', 's3', 's1+s2', 's1+s3', 's2+s3', 's1+s2+s3']
+    for scenario in model.scenarios():
+        name = scenario_name(scenario)
+        expected = direct_scores(model, dataset, scenario)
+        assert {k: v for k, v in results[name].items() if k != 'count'} == (
+            pytest.approx(expected, abs=1e-5)
+        )
+        assert results[name]['count'] == len(dataset)
+        for metric, value in expected.items():
+            assert logged[f'test/{name}/{metric}'] == pytest.approx(value, abs=1e-5)
+
+
+def test_logged_names_training_and_validation(tmp_path: Path) -> None:
+    model = fake_task('multiclass', fuse=False)
+    dataset = make_dataset('multiclass')
+    trainer = make_trainer(tmp_path, logger=False)
+    trainer.fit(model, loader(dataset), loader(dataset))
+    logged = set(trainer.callback_metrics)
+    assert {
+        'val_loss',
+        'train_loss',
+        'val/s1/AverageAccuracy',
+        'val/s2/count',
+    } <= logged
+    assert {'train/s1/F1Score', 'train/s2/CohenKappa'} <= logged
+    assert not any('+' in key for key in logged)
+    assert set(model.scenario_results) == {'train', 'val'}
+
+
+def test_sanity_check_leaves_no_scores(tmp_path: Path) -> None:
+    model = fake_task('multiclass')
+    dataset = make_dataset('multiclass')
+    seen: list[bool] = []
+
+    class Probe(Callback):
+        def on_sanity_check_end(
+            self, trainer: Trainer, pl_module: LightningModule
+        ) -> None:
+            seen.append('val/s1/F1Score' in trainer.callback_metrics)
+
+    trainer = make_trainer(tmp_path, [Probe()], logger=False, num_sanity_val_steps=2)
+    trainer.fit(model, loader(dataset), loader(dataset))
+    assert seen == [False]
+    assert 'val/s1/F1Score' in trainer.callback_metrics
+
+
+def test_predict_step_returns_every_available_scenario() -> None:
+    model = fake_task('regression', modalities=('s1', 's2', 's3'))
+    batch = make_dataset('regression', modalities=('s1', 's2', 's3')).batch(range(4))
+    model.eval()
+    with torch.no_grad():
+        out = model.predict_step(batch, 0)
+        assert sorted(out) == sorted(scenario_name(s) for s in model.scenarios())
+        del batch['image_s3'], batch['valid_s3']
+        partial = model.predict_step(batch, 0)
+    assert sorted(partial) == ['s1', 's1+s2', 's2']
+    assert torch.allclose(partial['s1+s2'], out['s1+s2'])
+
+
+def test_check_predictor_names_missing_members() -> None:
+    class Plain(LightningModule):
+        pass
+
+    with pytest.raises(TypeError, match=r"ScenarioPredictor.*'scenarios'"):
+        check_predictor(Plain())
+    assert check_predictor(fake_task()) is not None
+
+
+# --------------------------------------------------------------------------------------------------
+# Every method: each modality's encoders run once per validation and test batch
+# --------------------------------------------------------------------------------------------------
+
+ENCODERS = {
+    's1': {
+        'name': 'tempcnn',
+        'in_channels': 3,
+        'seq_len': 6,
+        'hidden_dim': 8,
+        'dense_dim': 16,
+    },
+    's2': {'name': 'mlp', 'in_features': 5, 'hidden_dims': [8]},
+    's3': {
+        'name': 'tempcnn',
+        'in_channels': 2,
+        'seq_len': 6,
+        'hidden_dim': 8,
+        'dense_dim': 16,
+    },
+}
+
+METHODS: list[tuple[type[MultiModalTask], dict[str, Any]]] = [
+    (CoLearnTask, {}),
+    (SingleModalityTask, {}),
+    (FeatureFusionTask, {}),
+    (InputFusionTask, {'encoders': {m: ENCODERS[m] for m in ('s1', 's3')}}),
+    (EnsembleTask, {}),
+    (DistillationTask, {}),
+    (ShaSpecTask, {}),
+]
+
+
+def method_dataset(
+    modalities: tuple[str, ...], size: int = 24
+) -> TensorMultiModalDataset:
+    generator = torch.Generator().manual_seed(0)
+    shapes = {'s1': (6, 3), 's2': (5,), 's3': (6, 2)}
+    tensors = {
+        f'image_{m}': torch.randn(size, *shapes[m], generator=generator)
+        for m in modalities
+    }
+    tensors['label'] = torch.randint(0, 3, (size,), generator=generator)
+    return TensorMultiModalDataset(tensors)
+
+
+@contextmanager
+def count_calls(
+    modules: Mapping[str, nn.Module], counter: Counter[str]
+) -> Iterator[None]:
+    handles = [
+        module.register_forward_hook(lambda *_, name=name: counter.update([name]))
+        for name, module in modules.items()
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@pytest.mark.parametrize(
+    ('method', 'options'), METHODS, ids=lambda v: getattr(v, '__name__', '')
+)
+def test_encoders_run_once_per_evaluation_batch(
+    tmp_path: Path, method: type[MultiModalTask], options: dict[str, Any]
+) -> None:
+    arguments = {
+        'encoders': ENCODERS,
+        'task': 'multiclass',
+        'num_classes': 3,
+        'embed_dim': 8,
+    }
+    model = method(**{**arguments, **options})
+    dataset = method_dataset(model.modalities)
+    # every encoder of the method's own networks (a distillation teacher is part of its loss)
+    encoders = {
+        name: module
+        for name, module in model.named_modules()
+        if isinstance(module, Encoder) and not name.startswith('teacher')
+    }
+    fused = {'model.encoder'} if method is InputFusionTask else set()
+    one_pass: Counter[str] = Counter()
+    model.eval()
+    with count_calls(encoders, one_pass), torch.no_grad():
+        model.encode(model.modality_inputs(dataset.batch(range(8))))
+    # one call per modality, or per modality for a trunk the modalities share (ShaSpec)
+    assert set(one_pass) | fused == set(encoders)
+    assert all(calls in (1, len(model.modalities)) for calls in one_pass.values())
+    # input fusion encodes each scenario's concatenated input: once per scenario, never more
+    expected = one_pass + Counter(dict.fromkeys(fused, len(model.scenarios())))
+    trainer = make_trainer(tmp_path, logger=False, limit_train_batches=1)
+    for run in (trainer.validate, trainer.test):
+        counter: Counter[str] = Counter()
+        with count_calls(encoders, counter):
+            (logged,) = run(model, loader(dataset, batch_size=8), verbose=False)
+        assert counter == {name: 3 * calls for name, calls in expected.items()}
+    assert {f'test/{scenario_name(s)}/count' for s in model.scenarios()} <= set(logged)
+
+
+# --------------------------------------------------------------------------------------------------
+# No device-to-host synchronisation in the steps
+# --------------------------------------------------------------------------------------------------
+
+#: Tensor methods and torch functions that read device values back to the host (or need to).
+SYNC_POINTS: list[tuple[Any, str]] = [
+    (torch.Tensor, 'item'),
+    (torch.Tensor, 'tolist'),
+    (torch.Tensor, 'cpu'),
+    (torch.Tensor, 'numpy'),
+    (torch.Tensor, '__bool__'),
+    (torch.Tensor, '__int__'),
+    (torch.Tensor, '__float__'),
+    (torch.Tensor, 'nonzero'),
+    (torch.Tensor, 'unique'),
+    (torch, 'nonzero'),
+    (torch, 'unique'),
+    (torch, 'bincount'),
+    (torch, 'masked_select'),
+]
+
+
+@contextmanager
+def count_sync_points(
+    monkeypatch: pytest.MonkeyPatch, counter: Counter[str]
+) -> Iterator[None]:
+    """Count calls to the host-reading functions while active (tensors of any device)."""
+    active = [False]
+
+    def counting(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if active[0]:
+                counter[name] += 1
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    with monkeypatch.context() as patch:
+        for owner, name in SYNC_POINTS:
+            patch.setattr(owner, name, counting(name, getattr(owner, name)))
+        active[0] = True
+        yield
+        active[0] = False
+
+
+def watch_steps(
+    model: MultiModalTask, monkeypatch: pytest.MonkeyPatch, counter: Counter[str]
+) -> None:
+    """Count the sync points inside the training, validation and test steps only."""
+    # On the CPU the NaN check reads back at once by design; on accelerators it is deferred.
+    monkeypatch.setattr(model, '_check_finite', lambda *args: None)
+    for hook in ('training_step', 'validation_step', 'test_step'):
+        original = getattr(model, hook)
+
+        def watched(*args: Any, original: Callable[..., Any] = original) -> Any:
+            with count_sync_points(monkeypatch, counter):
+                return original(*args)
+
+        monkeypatch.setattr(model, hook, watched)
+
+
+@pytest.mark.parametrize('task', TASKS)
+def test_steps_never_read_back_to_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, task: TaskType
+) -> None:
+    model = fake_task(task)
+    dataset = make_dataset(task)
+    counter: Counter[str] = Counter()
+    watch_steps(model, monkeypatch, counter)
+    trainer = make_trainer(tmp_path, logger=False)
+    trainer.fit(model, loader(dataset), loader(dataset))
+    trainer.test(model, loader(dataset), verbose=False)
+    assert model.scenario_results['test']
+    assert counter == {}
+
+
+def test_sync_counter_catches_a_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = fake_task('multiclass')
+    original = model.encode
+
+    def syncing(inputs: Any) -> Any:
+        if inputs['s1'][0].sum() > 0:  # a hidden Tensor.__bool__
+            pass
+        return original(inputs)
+
+    monkeypatch.setattr(model, 'encode', syncing)
+    counter: Counter[str] = Counter()
+    watch_steps(model, monkeypatch, counter)
+    make_trainer(tmp_path, logger=False).test(
+        model, loader(make_dataset()), verbose=False
+    )
+    assert counter['__bool__'] == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+def test_no_cuda_sync_in_the_test_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = fake_task('multiclass')
+    dataset = make_dataset('multiclass')
+    original = model.test_step
+
+    def strict(*args: Any) -> None:
+        torch.cuda.set_sync_debug_mode('error')
+        try:
+            original(*args)
+        finally:
+            torch.cuda.set_sync_debug_mode('default')
+
+    monkeypatch.setattr(model, 'test_step', strict)
+    trainer = make_trainer(tmp_path, logger=False, accelerator='gpu')
+    trainer.test(model, loader(dataset), verbose=False)
+    expected = direct_scores(model.cpu(), dataset, ('s1', 's2'))
+    scores = model.scenario_results['test']['s1+s2']
+    assert {k: v for k, v in scores.items() if k != 'count'} == pytest.approx(
+        expected, abs=1e-5
+    )

@@ -1,0 +1,183 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""Base of the methods that fuse any subset of modalities and train with modality (sensor) dropout."""
+
+from abc import abstractmethod
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..scenarios import Scenario, scenario_name
+from .base import LossOutput, ModalityInput, MultiModalTask
+
+
+def modality_dropout(
+    batch_size: int, num_modalities: int, probability: float, device: torch.device
+) -> Tensor:
+    """Draw which modalities each sample keeps under modality (sensor) dropout.
+
+    Each modality of each sample is dropped with *probability*; a sample that would lose every
+    modality keeps one drawn uniformly, so that every sample still has an input.
+
+    Args:
+        batch_size: Number of samples B.
+        num_modalities: Number of modalities M.
+        probability: Drop probability of each modality, in [0, 1].
+        device: Device of the mask.
+
+    Returns:
+        (B, M) bool mask, True where the modality is kept.
+    """
+    keep = torch.rand(batch_size, num_modalities, device=device) >= probability
+    rescue = torch.randint(num_modalities, (batch_size,), device=device)
+    forced = nn.functional.one_hot(rescue, num_modalities).bool()
+    return torch.where(keep.any(1, keepdim=True), keep, forced)
+
+
+class ModalityDropoutTask(MultiModalTask):
+    """A method that predicts from any subset of modalities, trained with modality dropout.
+
+    Training minimises the task loss of the prediction from the modalities each sample keeps under
+    :func:`modality_dropout` (probability ``modality_dropout``), plus the method's
+    :meth:`extra_losses`. Evaluation (the validation loss that early stopping and checkpointing read)
+    is the mean task loss over each single-modality scenario and the full scenario, since the model is
+    selected for the all-but-one missing-modality setting (every single modality counts as much as the
+    full set). Training scores no scenario (the objective predicts dropped subsets only), so a training
+    step runs no extra prediction; validation and test score every scenario.
+
+    Subclasses implement :meth:`predict_kept` and may add :meth:`extra_losses`.
+    """
+
+    supports_fusion = True
+    min_modalities = 2
+
+    def __init__(self, *, modality_dropout: float = 0.5, **kwargs: Any) -> None:
+        """Initialize a new ModalityDropoutTask instance.
+
+        Args:
+            modality_dropout: Probability of dropping each modality of each training sample, in [0, 1).
+            **kwargs: The arguments shared by every method (see
+                :class:`~torchgeo_colearn.trainers.base.MultiModalTask`).
+
+        Raises:
+            ValueError: If *modality_dropout* is outside [0, 1).
+        """
+        if not 0 <= modality_dropout < 1:
+            msg = f'modality_dropout must lie in [0, 1), got {modality_dropout}'
+            raise ValueError(msg)
+        super().__init__(**kwargs)
+
+    @abstractmethod
+    def predict_kept(
+        self, features: Mapping[str, Any], keep: Mapping[str, Tensor]
+    ) -> Tensor:
+        """Predict from the modalities each sample keeps.
+
+        Args:
+            features: Output of :meth:`encode`.
+            keep: Modality mapped to the (B,) bool mask of the samples that keep it; modalities left
+                out are missing for every sample. Every sample keeps at least one.
+
+        Returns:
+            Raw outputs.
+        """
+
+    def predict_from(self, features: Mapping[str, Any], scenario: Scenario) -> Tensor:
+        """Predict a scenario: its modalities kept by every sample, the others missing.
+
+        Args:
+            features: Output of :meth:`encode`, holding at least the scenario's modalities.
+            scenario: The available modalities.
+
+        Returns:
+            Raw outputs.
+        """
+        size, device = self._batch_of(features[scenario[0]])
+        everyone = torch.ones(size, dtype=torch.bool, device=device)
+        return self.predict_kept(features, dict.fromkeys(scenario, everyone))
+
+    @staticmethod
+    def _batch_of(feature: Any) -> tuple[int, torch.device]:
+        """Return the batch size and device of a modality's features.
+
+        Args:
+            feature: A tensor, or a tuple whose first item is a tensor.
+
+        Returns:
+            Batch size and device.
+        """
+        tensor: Tensor = feature if isinstance(feature, Tensor) else feature[0]
+        return tensor.shape[0], tensor.device
+
+    def extra_losses(
+        self, features: Mapping[str, Any], target: Tensor
+    ) -> dict[str, Tensor]:
+        """Return further loss terms of the method, already weighted.
+
+        Args:
+            features: Output of :meth:`encode` for every training modality.
+            target: The batch targets.
+
+        Returns:
+            Term name mapped to a weighted scalar; added to the total and logged. None by default.
+        """
+        return {}
+
+    def training_scenarios(self) -> list[Scenario]:
+        """Return no scenario: the training objective predicts randomly dropped subsets only.
+
+        Returns:
+            An empty list.
+        """
+        return []
+
+    def losses(
+        self,
+        inputs: Mapping[str, ModalityInput],
+        features: Mapping[str, Any],
+        target: Tensor,
+    ) -> LossOutput:
+        """Task loss under modality dropout (training) or per scenario (evaluation), plus extras.
+
+        Args:
+            inputs: Every training modality's input (unused).
+            features: Output of :meth:`encode` for every training modality.
+            target: The batch targets.
+
+        Returns:
+            The loss terms (``task_loss``; ``<scenario>_loss`` per evaluated scenario in evaluation; the
+            :meth:`extra_losses`; the total ``loss``) and, in evaluation, the raw outputs of each
+            single-modality scenario and of the full scenario.
+        """
+        outputs: dict[Scenario, Tensor] = {}
+        terms: dict[str, Tensor]
+        if self.training:
+            mask = modality_dropout(
+                target.shape[0],
+                len(self.modalities),
+                self.hparams['modality_dropout'],
+                target.device,
+            )
+            keep = {m: mask[:, i] for i, m in enumerate(self.modalities)}
+            terms = {
+                'task_loss': self.criterion(self.predict_kept(features, keep), target)
+            }
+        else:
+            scenarios = [(m,) for m in self.modalities] + [self.modalities]
+            outputs = {s: self.predict_from(features, s) for s in scenarios}
+            per_scenario = {
+                f'{scenario_name(s)}_loss': self.criterion(out, target)
+                for s, out in outputs.items()
+            }
+            terms = {
+                'task_loss': torch.stack(list(per_scenario.values())).mean(),
+                **per_scenario,
+            }
+        extra = self.extra_losses(features, target)
+        total = terms['task_loss'] + sum(
+            extra.values(), torch.zeros((), device=target.device)
+        )
+        return {**terms, **extra, 'loss': total}, outputs
