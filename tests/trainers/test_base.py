@@ -193,7 +193,7 @@ def test_encoders_run_once_per_evaluation_batch(
         for name, module in model.named_modules()
         if isinstance(module, Encoder) and not name.startswith('teacher')
     }
-    fused = {'model.encoder'} if method is InputFusionTask else set()
+    fused = {'model.fused_encoder'} if method is InputFusionTask else set()
     one_pass: Counter[str] = Counter()
     model.eval()
     with count_calls(encoders, one_pass), torch.no_grad():
@@ -331,3 +331,60 @@ def test_no_cuda_sync_in_the_test_step(
     assert {k: v for k, v in scores.items() if k != 'count'} == pytest.approx(
         expected, abs=1e-5
     )
+
+
+class CountEncoderCalls(Callback):
+    """Count the calls of every encoder module per validation and test batch (forward hooks)."""
+
+    #: Stage mapped to the encoder calls of each batch.
+    calls: dict[str, list[Counter[str]]] = {}
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        type(self).calls = {'val': [], 'test': []}
+        self.current: Counter[str] | None = None
+        for name, module in pl_module.named_modules():
+            if isinstance(module, Encoder):
+                module.register_forward_hook(
+                    lambda *_, name=name: (
+                        self.current.update([name])
+                        if self.current is not None
+                        else None
+                    )
+                )
+
+    def _start(self, stage: str) -> None:
+        self.current = Counter()
+        type(self).calls[stage].append(self.current)
+
+    def on_validation_batch_start(self, *args: Any) -> None:
+        self._start('val')
+
+    def on_test_batch_start(self, *args: Any) -> None:
+        self._start('test')
+
+    def on_train_batch_start(self, *args: Any) -> None:
+        self.current = None
+
+
+def test_colearn_fit_and_test_encode_once_per_batch(tmp_path: Path) -> None:
+    from torchgeo_colearn.main import main
+
+    args = [
+        '--config',
+        'experiments/synthetic.yaml',
+        '--trainer.accelerator=cpu',
+        '--trainer.max_epochs=1',
+        f'--trainer.default_root_dir={tmp_path}',
+        '--data.init_args.num_samples=100',
+        '--trainer.callbacks+=tests.trainers.test_base.CountEncoderCalls',
+    ]
+    main(['fit', *args])
+    fit_calls = CountEncoderCalls.calls['val']
+    checkpoint = next(tmp_path.glob('lightning_logs/version_0/checkpoints/*.ckpt'))
+    main(['test', *args, f'--ckpt_path={checkpoint}'])
+    test_calls = CountEncoderCalls.calls['test']
+    # the synthetic config: s1, s2, dem, each with a specific and a shared encoder
+    for batches in (fit_calls, test_calls):
+        assert batches
+        for counter in batches:
+            assert len(counter) == 6 and set(counter.values()) == {1}

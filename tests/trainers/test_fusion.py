@@ -131,7 +131,7 @@ class TestInputFusion:
     def test_fused_width(self) -> None:
         model = InputFusionTask(**task_args('multiclass'))
         # s1 (3) + s2 (3) + dem repeated over the 12 steps (16).
-        assert model.model.encoder.input_shape == (12, 22)
+        assert model.model.fused_encoder.input_shape == (12, 22)
 
     def test_missing_modalities_are_zero_filled(self) -> None:
         model = InputFusionTask(**task_args('regression')).eval()
@@ -147,9 +147,9 @@ class TestInputFusion:
     def test_fusion_encoder_config(self) -> None:
         config = {'name': 'tempcnn', 'seq_len': 12, 'hidden_dim': 4, 'dense_dim': 8}
         model = InputFusionTask(**task_args('multiclass'), fusion_encoder=config)
-        assert model.model.encoder.input_shape == (12, 22)
+        assert model.model.fused_encoder.input_shape == (12, 22)
         first = next(
-            m for m in model.model.encoder.modules() if isinstance(m, nn.Conv1d)
+            m for m in model.model.fused_encoder.modules() if isinstance(m, nn.Conv1d)
         )
         assert first.out_channels == 4
 
@@ -171,7 +171,7 @@ class TestInputFusion:
         model = InputFusionTask(encoders=encoders, num_classes=3, embed_dim=4).eval()
         batch = {'image_a': torch.randn(2, 2, 8, 8), 'image_b': torch.randn(2, 3, 8, 8)}
         outputs = model.predict_scenarios(batch, model.scenarios())
-        assert model.model.encoder.input_shape == (5, 8, 8)
+        assert model.model.fused_encoder.input_shape == (5, 8, 8)
         assert all(p.shape == (2, 3) for p in outputs.values())
 
     def test_different_lengths_rejected(self) -> None:

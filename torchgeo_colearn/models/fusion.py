@@ -143,11 +143,11 @@ class InputFusionModel(nn.Module):
         fused_width = sum(cast(StepStem, stem).out_dim for stem in self.stems.values())
         config = dict(fusion_encoder or next(iter(encoders.values())))
         config['in_channels'] = fused_width
-        self.encoder = build_encoder(config, width)
+        self.fused_encoder = build_encoder(config, width)
         self.head = Head(width, output_dim, head_hidden_dim)
 
-    def stem(self, modality: str) -> StepStem:
-        """Return the stem of a modality, whose input shape is the modality's.
+    def encoder(self, modality: str) -> StepStem:
+        """Return the stem of a modality, whose input shape is the modality's (its "encoder").
 
         Args:
             modality: A modality name.
@@ -192,7 +192,7 @@ class InputFusionModel(nn.Module):
                     masks.append(valid & keep[modality].unsqueeze(1))
             else:
                 shape = list(reference.shape)
-                shape[channel_dim] = self.stem(modality).out_dim
+                shape[channel_dim] = self.encoder(modality).out_dim
                 parts.append(reference.new_zeros(shape))
         fused = torch.cat(parts, dim=channel_dim)
         valid = torch.stack(masks).any(0) if masks else None
@@ -211,7 +211,7 @@ class InputFusionModel(nn.Module):
             (B, width) features of the fused encoder.
         """
         x, valid = self.fused_input(features, keep)
-        out: Tensor = self.encoder(x, valid)
+        out: Tensor = self.fused_encoder(x, valid)
         return out
 
     def predict(

@@ -23,6 +23,12 @@ from ..scenarios import Scenario, default_scenarios, metric_key, scenario_name
 #: A modality's input: the batch tensor and its optional (B, T) validity mask.
 ModalityInput: TypeAlias = tuple[Tensor, Tensor | None]
 
+#: Every available modality's input, as returned by :meth:`MultiModalTask.modality_inputs`.
+Inputs: TypeAlias = Mapping[str, ModalityInput]
+
+#: Every available modality's encoding, as returned by :meth:`MultiModalTask.encode`.
+Features: TypeAlias = Mapping[str, Any]
+
 #: What :meth:`MultiModalTask.losses` returns: the loss terms (``'loss'`` is the total that is
 #: minimised) and the raw outputs of the scenarios the objective already computed.
 LossOutput: TypeAlias = tuple[dict[str, Tensor], dict[Scenario, Tensor]]
@@ -81,6 +87,18 @@ class ScenarioPredictor(Protocol):
 
     def representations(self, batch: Mapping[str, Any]) -> dict[str, dict[str, Tensor]]:
         """Return modality mapped to part name mapped to (B, d) embeddings, for visualisation."""
+        ...
+
+
+class MultiModalNetwork(Protocol):
+    """The network of a method, as :class:`MultiModalTask` uses it by default."""
+
+    def encoder(self, modality: str) -> Encoder:
+        """Return the encoder whose input shape is the modality's."""
+        ...
+
+    def encode(self, inputs: Inputs) -> dict[str, Any]:
+        """Encode each modality of *inputs* once."""
         ...
 
 
@@ -144,6 +162,9 @@ class MultiModalTask(BaseTask, ABC):
 
     #: The supervised loss, built by :meth:`configure_losses`.
     criterion: TaskLoss
+
+    #: The method's network, built by :meth:`configure_models`.
+    model: MultiModalNetwork
 
     #: Scenario scores per stage (keys ``<stage>_scores``), built by :meth:`configure_metrics`.
     scores: nn.ModuleDict
@@ -362,7 +383,6 @@ class MultiModalTask(BaseTask, ABC):
     # Inputs
     # ----------------------------------------------------------------------------------------------
 
-    @abstractmethod
     def encoder_of(self, modality: str) -> Encoder:
         """Return an encoder whose :attr:`~Encoder.input_shape` defines the modality's input shape.
 
@@ -370,8 +390,9 @@ class MultiModalTask(BaseTask, ABC):
             modality: A training modality.
 
         Returns:
-            The encoder used to check input shapes.
+            The encoder used to check input shapes: by default ``self.model.encoder(modality)``.
         """
+        return self.model.encoder(modality)
 
     def modality_inputs(
         self,
@@ -475,19 +496,20 @@ class MultiModalTask(BaseTask, ABC):
     # What each method implements
     # ----------------------------------------------------------------------------------------------
 
-    @abstractmethod
-    def encode(self, inputs: Mapping[str, ModalityInput]) -> dict[str, Any]:
+    def encode(self, inputs: Inputs) -> dict[str, Any]:
         """Encode each available modality once.
 
         Args:
             inputs: Modality mapped to (input, validity mask), as from :meth:`modality_inputs`.
 
         Returns:
-            Modality mapped to whatever :meth:`predict_from` and :meth:`losses` need.
+            Modality mapped to whatever :meth:`predict_from` and :meth:`losses` need: by default
+            ``self.model.encode(inputs)``.
         """
+        return self.model.encode(inputs)
 
     @abstractmethod
-    def predict_from(self, features: Mapping[str, Any], scenario: Scenario) -> Tensor:
+    def predict_from(self, features: Features, scenario: Scenario) -> Tensor:
         """Predict one scenario from encoded modalities.
 
         Args:
@@ -499,12 +521,7 @@ class MultiModalTask(BaseTask, ABC):
         """
 
     @abstractmethod
-    def losses(
-        self,
-        inputs: Mapping[str, ModalityInput],
-        features: Mapping[str, Any],
-        target: Tensor,
-    ) -> LossOutput:
+    def losses(self, inputs: Inputs, features: Features, target: Tensor) -> LossOutput:
         """Compute the objective of a batch (training, and the validation loss).
 
         Args:

@@ -47,7 +47,7 @@ class CoLearnTask(MultiModalTask):
     min_modalities = 2
 
     #: The MDiCo model, built by :meth:`configure_models`.
-    model: MDiCo
+    model: MDiCo  # type: ignore[assignment]
 
     def __init__(
         self,

@@ -4,16 +4,16 @@
 """Cross-modal knowledge distillation: a multi-modal teacher, single-modality students."""
 
 import os
-from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from typing_extensions import override
 
 from ..metrics import TaskType
 from ..models.fusion import FeatureFusionModel, FusionName
-from .base import LossOutput, ModalityInput
+from .base import Features, Inputs, LossOutput
 from .fusion import FeatureFusionTask
 from .single import SingleModalityTask
 
@@ -215,18 +215,9 @@ class DistillationTask(SingleModalityTask):
             self.teacher.eval()
         return self
 
-    def losses(
-        self,
-        inputs: Mapping[str, ModalityInput],
-        features: Mapping[str, Any],
-        target: Tensor,
-    ) -> LossOutput:
+    @override
+    def losses(self, inputs: Inputs, features: Features, target: Tensor) -> LossOutput:
         """Students' task and distillation losses (plus the online teacher's task loss).
-
-        Args:
-            inputs: Every training modality's input, for the teacher.
-            features: Every student's features.
-            target: The batch targets.
 
         Returns:
             The loss terms (``<modality>_loss`` per student, ``logit_distillation``,

@@ -9,9 +9,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from ..scenarios import Scenario, scenario_name
-from .base import LossOutput, ModalityInput, MultiModalTask
+from .base import Features, Inputs, LossOutput, MultiModalTask
 
 
 def modality_dropout(
@@ -71,9 +72,7 @@ class ModalityDropoutTask(MultiModalTask):
         super().__init__(**kwargs)
 
     @abstractmethod
-    def predict_kept(
-        self, features: Mapping[str, Any], keep: Mapping[str, Tensor]
-    ) -> Tensor:
+    def predict_kept(self, features: Features, keep: Mapping[str, Tensor]) -> Tensor:
         """Predict from the modalities each sample keeps.
 
         Args:
@@ -85,16 +84,9 @@ class ModalityDropoutTask(MultiModalTask):
             Raw outputs.
         """
 
-    def predict_from(self, features: Mapping[str, Any], scenario: Scenario) -> Tensor:
-        """Predict a scenario: its modalities kept by every sample, the others missing.
-
-        Args:
-            features: Output of :meth:`encode`, holding at least the scenario's modalities.
-            scenario: The available modalities.
-
-        Returns:
-            Raw outputs.
-        """
+    @override
+    def predict_from(self, features: Features, scenario: Scenario) -> Tensor:
+        """Predict a scenario: its modalities kept by every sample, the others missing."""
         size, device = self._batch_of(features[scenario[0]])
         everyone = torch.ones(size, dtype=torch.bool, device=device)
         return self.predict_kept(features, dict.fromkeys(scenario, everyone))
@@ -112,9 +104,7 @@ class ModalityDropoutTask(MultiModalTask):
         tensor: Tensor = feature if isinstance(feature, Tensor) else feature[0]
         return tensor.shape[0], tensor.device
 
-    def extra_losses(
-        self, features: Mapping[str, Any], target: Tensor
-    ) -> dict[str, Tensor]:
+    def extra_losses(self, features: Features, target: Tensor) -> dict[str, Tensor]:
         """Return further loss terms of the method, already weighted.
 
         Args:
@@ -126,26 +116,14 @@ class ModalityDropoutTask(MultiModalTask):
         """
         return {}
 
+    @override
     def training_scenarios(self) -> list[Scenario]:
-        """Return no scenario: the training objective predicts randomly dropped subsets only.
-
-        Returns:
-            An empty list.
-        """
+        """Return no scenario: the training objective predicts randomly dropped subsets only."""
         return []
 
-    def losses(
-        self,
-        inputs: Mapping[str, ModalityInput],
-        features: Mapping[str, Any],
-        target: Tensor,
-    ) -> LossOutput:
+    @override
+    def losses(self, inputs: Inputs, features: Features, target: Tensor) -> LossOutput:
         """Task loss under modality dropout (training) or per scenario (evaluation), plus extras.
-
-        Args:
-            inputs: Every training modality's input (unused).
-            features: Output of :meth:`encode` for every training modality.
-            target: The batch targets.
 
         Returns:
             The loss terms (``task_loss``; ``<scenario>_loss`` per evaluated scenario in evaluation; the

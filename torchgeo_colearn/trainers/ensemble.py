@@ -3,13 +3,14 @@
 
 """Late-fusion ensemble of single-modality models."""
 
-from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from ..scenarios import Scenario
+from .base import Features
 from .single import SingleModalityTask
 
 #: What the ensemble averages.
@@ -44,18 +45,12 @@ class EnsembleTask(SingleModalityTask):
             raise ValueError(msg)
         super().__init__(**kwargs)
 
-    def predict_from(self, features: Mapping[str, Any], scenario: Scenario) -> Tensor:
+    @override
+    def predict_from(self, features: Features, scenario: Scenario) -> Tensor:
         """Average the scenario's single-modality predictions, returned as raw outputs.
 
         Averaged probabilities are mapped back to raw outputs (log-probabilities for multiclass, logits
         for binary and multilabel) so that :meth:`postprocess` returns the averaged probabilities.
-
-        Args:
-            features: Modality mapped to its features.
-            scenario: The available modalities.
-
-        Returns:
-            Raw outputs.
         """
         outputs = torch.stack([self.model.predict(m, features[m]) for m in scenario])
         if len(scenario) == 1:

@@ -8,10 +8,10 @@ from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
-from ..models import Encoder
 from ..models.fusion import FeatureFusionModel, FusionName, InputFusionModel
-from .base import ModalityInput
+from .base import Features
 from .dropout import ModalityDropoutTask
 
 
@@ -30,7 +30,7 @@ class InputFusionTask(ModalityDropoutTask):
     #: Checkpoint key prefixes of torchgeo-colearn 0.1 mapped to today's.
     legacy_prefixes: ClassVar[dict[str, str]] = {
         'stems.': 'model.stems.',
-        'encoder.': 'model.encoder.',
+        'encoder.': 'model.fused_encoder.',
         'head.': 'model.head.',
     }
 
@@ -65,51 +65,14 @@ class InputFusionTask(ModalityDropoutTask):
             self.hparams['head_hidden_dim'],
         )
 
-    def encoder_of(self, modality: str) -> Encoder:
-        """Return the stem of a modality, whose input shape is the modality's.
-
-        Args:
-            modality: A training modality.
-
-        Returns:
-            The stem.
-        """
-        return self.model.stem(modality)
-
-    def encode(self, inputs: Mapping[str, ModalityInput]) -> dict[str, ModalityInput]:
-        """Reshape each available modality to the fused layout (the encoder runs per prediction).
-
-        Args:
-            inputs: Modality mapped to (input, validity mask).
-
-        Returns:
-            Modality mapped to (reshaped input, validity mask).
-        """
-        return self.model.encode(inputs)
-
-    def predict_kept(
-        self, features: Mapping[str, Any], keep: Mapping[str, Tensor]
-    ) -> Tensor:
-        """Encode the fused input (dropped modalities zero-filled) and apply the head.
-
-        Args:
-            features: Output of :meth:`encode`.
-            keep: Modality mapped to the (B,) mask of samples that keep it.
-
-        Returns:
-            Raw outputs.
-        """
+    @override
+    def predict_kept(self, features: Features, keep: Mapping[str, Tensor]) -> Tensor:
+        """Encode the fused input (dropped modalities zero-filled) and apply the head."""
         return self.model.predict(features, keep)
 
+    @override
     def representations(self, batch: Mapping[str, Any]) -> dict[str, dict[str, Tensor]]:
-        """Return the fused encoder's features of each modality alone.
-
-        Args:
-            batch: Normalised batch.
-
-        Returns:
-            Modality mapped to {'features': (B, 2 x embed_dim)}.
-        """
+        """Return the fused encoder's features of each modality alone, under ``'features'``."""
         features = self.encode(self.modality_inputs(batch))
         reps = {}
         for modality, (x, _) in features.items():
@@ -155,40 +118,9 @@ class FeatureFusionTask(ModalityDropoutTask):
             self.hparams['head_hidden_dim'],
         )
 
-    def encoder_of(self, modality: str) -> Encoder:
-        """Return the encoder of a modality.
-
-        Args:
-            modality: A training modality.
-
-        Returns:
-            The encoder.
-        """
-        return self.model.encoder(modality)
-
-    def encode(self, inputs: Mapping[str, ModalityInput]) -> dict[str, Tensor]:
-        """Encode each available modality.
-
-        Args:
-            inputs: Modality mapped to (input, validity mask).
-
-        Returns:
-            Modality mapped to (B, 2 x embed_dim) features.
-        """
-        return self.model.encode(inputs)
-
-    def predict_kept(
-        self, features: Mapping[str, Any], keep: Mapping[str, Tensor]
-    ) -> Tensor:
-        """Fuse the kept features and apply the head.
-
-        Args:
-            features: Modality mapped to its features.
-            keep: Modality mapped to the (B,) mask of samples that keep it.
-
-        Returns:
-            Raw outputs.
-        """
+    @override
+    def predict_kept(self, features: Features, keep: Mapping[str, Tensor]) -> Tensor:
+        """Fuse the kept features and apply the head."""
         return self.model.predict(
             {m: features[m] for m in self.modalities if m in keep}, keep
         )

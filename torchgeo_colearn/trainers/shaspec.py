@@ -9,10 +9,10 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from typing_extensions import override
 
-from ..models import Encoder
-from ..models.shaspec import SharedSpecific, ShaSpecModel
-from .base import ModalityInput
+from ..models.shaspec import ShaSpecModel
+from .base import Features
 from .dropout import ModalityDropoutTask
 
 
@@ -97,62 +97,20 @@ class ShaSpecTask(ModalityDropoutTask):
             self.hparams['head_hidden_dim'],
         )
 
-    def encoder_of(self, modality: str) -> Encoder:
-        """Return the specific encoder of a modality.
-
-        Args:
-            modality: A training modality.
-
-        Returns:
-            The encoder.
-        """
-        return self.model.encoder(modality)
-
-    def encode(self, inputs: Mapping[str, ModalityInput]) -> dict[str, SharedSpecific]:
-        """Encode each available modality.
-
-        Args:
-            inputs: Modality mapped to (input, validity mask).
-
-        Returns:
-            Modality mapped to its specific and shared features.
-        """
-        return self.model.encode(inputs)
-
-    def predict_kept(
-        self, features: Mapping[str, Any], keep: Mapping[str, Tensor]
-    ) -> Tensor:
-        """Predict; the slots of missing modalities get the mean available shared feature.
-
-        Args:
-            features: Modality mapped to its features.
-            keep: Modality mapped to the (B,) mask of samples that keep it.
-
-        Returns:
-            Raw outputs.
-        """
+    @override
+    def predict_kept(self, features: Features, keep: Mapping[str, Tensor]) -> Tensor:
+        """Predict; the slots of missing modalities get the mean available shared feature."""
         return self.model.predict(features, keep)
 
+    @override
     def representations(self, batch: Mapping[str, Any]) -> dict[str, dict[str, Tensor]]:
-        """Return the specific and shared features of each modality present.
-
-        Args:
-            batch: Normalised batch.
-
-        Returns:
-            Modality mapped to {'specific', 'shared'} (B, d) features.
-        """
+        """Return the ``'specific'`` and ``'shared'`` (B, d) features of each modality present."""
         features = self.encode(self.modality_inputs(batch))
         return {m: f._asdict() for m, f in features.items()}
 
-    def extra_losses(
-        self, features: Mapping[str, Any], target: Tensor
-    ) -> dict[str, Tensor]:
+    @override
+    def extra_losses(self, features: Features, target: Tensor) -> dict[str, Tensor]:
         """The weighted alignment and modality-classification terms.
-
-        Args:
-            features: Every training modality's specific and shared features.
-            target: The batch targets.
 
         Returns:
             ``alignment_loss`` and ``domain_loss``, each already multiplied by its weight.

@@ -3,16 +3,15 @@
 
 """Trainer of single-modality models, the floor co-learning must beat."""
 
-from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import Tensor
+from typing_extensions import override
 
-from ..models import Encoder
 from ..models.single import SingleModalityModels
 from ..scenarios import Scenario
-from .base import LossOutput, ModalityInput, MultiModalTask
+from .base import Features, Inputs, LossOutput, MultiModalTask
 
 
 class SingleModalityTask(MultiModalTask):
@@ -46,53 +45,15 @@ class SingleModalityTask(MultiModalTask):
             self.hparams['head_hidden_dim'],
         )
 
-    def encoder_of(self, modality: str) -> Encoder:
-        """Return the encoder of a modality.
-
-        Args:
-            modality: A training modality.
-
-        Returns:
-            The encoder.
-        """
-        return self.model.encoder(modality)
-
-    def encode(self, inputs: Mapping[str, ModalityInput]) -> dict[str, Tensor]:
-        """Encode each available modality with its own encoder.
-
-        Args:
-            inputs: Modality mapped to (input, validity mask).
-
-        Returns:
-            Modality mapped to (B, 2 x embed_dim) features.
-        """
-        return self.model.encode(inputs)
-
-    def predict_from(self, features: Mapping[str, Any], scenario: Scenario) -> Tensor:
-        """Apply the head of the scenario's single modality.
-
-        Args:
-            features: Modality mapped to its features.
-            scenario: A one-modality scenario.
-
-        Returns:
-            Raw outputs.
-        """
+    @override
+    def predict_from(self, features: Features, scenario: Scenario) -> Tensor:
+        """Apply the head of the scenario's single modality."""
         (modality,) = scenario
         return self.model.predict(modality, features[modality])
 
-    def losses(
-        self,
-        inputs: Mapping[str, ModalityInput],
-        features: Mapping[str, Any],
-        target: Tensor,
-    ) -> LossOutput:
+    @override
+    def losses(self, inputs: Inputs, features: Features, target: Tensor) -> LossOutput:
         """Sum the independent per-modality losses.
-
-        Args:
-            inputs: Every training modality's input (unused).
-            features: Every training modality's features.
-            target: The batch targets.
 
         Returns:
             ``<modality>_loss`` terms and their sum ``loss``, and each single-modality scenario's
