@@ -5,7 +5,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -337,7 +337,7 @@ class CountEncoderCalls(Callback):
     """Count the calls of every encoder module per validation and test batch (forward hooks)."""
 
     #: Stage mapped to the encoder calls of each batch.
-    calls: dict[str, list[Counter[str]]] = {}
+    calls: ClassVar[dict[str, list[Counter[str]]]] = {}
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         type(self).calls = {'val': [], 'test': []}
