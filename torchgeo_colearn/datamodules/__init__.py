@@ -3,7 +3,13 @@
 
 """Multi-modal Earth observation datamodules."""
 
-from .base import KFoldDataModule, MultiModalDataModule, kfold_split
+from .base import (
+    KFoldDataModule,
+    MultiModalDataModule,
+    group_folds,
+    kfold_split,
+    latlon_blocks,
+)
 from .cropharvest import CropHarvestDataModule
 from .eurosat_s1s2 import EuroSATS1S2DataModule
 from .lfmc import LFMCDataModule
@@ -19,5 +25,7 @@ __all__ = (
     'PadTimeSeries',
     'SyntheticMultiSensorDataModule',
     'TreeSatAITimeSeriesDataModule',
+    'group_folds',
     'kfold_split',
+    'latlon_blocks',
 )

@@ -255,7 +255,8 @@ class CropHarvestMultiModal(CropHarvest):
 
         Returns:
             The samples with the keys of :meth:`__getitem__`, each stacked along a first axis of length
-            ``len(self)``.
+            ``len(self)``, and the source ``dataset`` name of each sample as metadata (for grouped
+            folds).
         """
         ids, arrays = self._stacked_arrays()
         position = {id_: row for row, id_ in enumerate(ids)}
@@ -268,7 +269,11 @@ class CropHarvestMultiModal(CropHarvest):
         tensors['lon'] = torch.tensor(
             [s.lon for s in self.samples], dtype=torch.float32
         )
-        return TensorMultiModalDataset(tensors, ids=[s.id for s in self.samples])
+        # the id is '<index>_<dataset>' and dataset names have no underscore
+        datasets = [s.id.split('_', 1)[1] for s in self.samples]
+        return TensorMultiModalDataset(
+            tensors, ids=[s.id for s in self.samples], metadata={'dataset': datasets}
+        )
 
     def cache_path(self) -> str:
         """Return the cache file of the stacked arrays.
