@@ -13,16 +13,20 @@ from .base import (
 from .cropharvest import CropHarvestDataModule
 from .eurosat_s1s2 import EuroSATS1S2DataModule
 from .lfmc import LFMCDataModule
+from .presto import AlgaeBloomsDataModule, FuelMoistureDataModule, PrestoDataModule
 from .synthetic import SyntheticMultiSensorDataModule
 from .treesatai_ts import PadTimeSeries, TreeSatAITimeSeriesDataModule
 
 __all__ = (
+    'AlgaeBloomsDataModule',
     'CropHarvestDataModule',
     'EuroSATS1S2DataModule',
+    'FuelMoistureDataModule',
     'KFoldDataModule',
     'LFMCDataModule',
     'MultiModalDataModule',
     'PadTimeSeries',
+    'PrestoDataModule',
     'SyntheticMultiSensorDataModule',
     'TreeSatAITimeSeriesDataModule',
     'group_folds',

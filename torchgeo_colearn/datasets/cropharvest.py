@@ -516,13 +516,7 @@ class CropHarvestMultiModal(CropHarvest):
         Returns:
             ``image_<modality>`` mapped to (..., 12, C) or, for static modalities, (..., C).
         """
-        out = {}
-        for name, index in self._band_index.items():
-            values = arrays[..., index]
-            out[image_key(name)] = (
-                values[..., 0, :] if self._is_static(name) else values
-            )
-        return out
+        return split_modalities(arrays, self.groups)
 
     def _stacked_arrays(self) -> tuple[list[str], Tensor]:
         """Return the arrays of every labelled file, from the cache when it is current.
@@ -621,6 +615,36 @@ def _resolve_groups(
             raise ValueError(msg)
         groups[name] = tuple(parts)
     return groups
+
+
+def split_modalities(
+    arrays: Tensor, groups: Mapping[str, Sequence[str]]
+) -> dict[str, Tensor]:
+    """Slice arrays in the CropHarvest band layout into output modalities.
+
+    Args:
+        arrays: Arrays of shape (..., T, 18), bands in the order of
+            :attr:`torchgeo.datasets.CropHarvest.all_bands`.
+        groups: Output modality mapped to the base modalities of :data:`BASE_MODALITIES` it
+            concatenates along the channel axis (all time series or all static).
+
+    Returns:
+        ``image_<modality>`` mapped to (..., T, C) or, for static modalities, (..., C) taken at the
+        first time step.
+    """
+    out = {}
+    for name, parts in groups.items():
+        index = torch.tensor(
+            [
+                CropHarvest.all_bands.index(b)
+                for part in parts
+                for b in BASE_MODALITIES[part]
+            ]
+        )
+        values = arrays[..., index]
+        static = parts[0] in STATIC_MODALITIES
+        out[image_key(name)] = values[..., 0, :] if static else values
+    return out
 
 
 def _coordinate(value: Any) -> float:
