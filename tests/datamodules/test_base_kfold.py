@@ -2,16 +2,20 @@
 # Licensed under the MIT License.
 
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from torchgeo_colearn.datamodules import kfold_split
 from torchgeo_colearn.datamodules.base import group_folds, latlon_blocks
+from torchgeo_colearn.datamodules.cropharvest import CropHarvestDataModule
 from torchgeo_colearn.datamodules.lfmc import LFMCDataModule
 from torchgeo_colearn.datasets.tensor import TensorMultiModalDataset
 
 LFMC_ROOT = os.path.join(os.path.dirname(__file__), '..', 'data', 'lfmc')
+CROPHARVEST_ROOT = os.path.join(os.path.dirname(__file__), '..', 'data', 'cropharvest')
 
 pytestmark = pytest.mark.filterwarnings('ignore:.*dropped \\d+ row:UserWarning')
 
@@ -179,3 +183,20 @@ class TestGroupedDataModule:
     def test_summary_before_setup(self) -> None:
         with pytest.raises(RuntimeError, match='after setup'):
             LFMCDataModule(root=LFMC_ROOT).split_summary()
+
+
+@pytest.mark.filterwarnings('ignore:.*have no.*:UserWarning')
+def test_cropharvest_grouped_by_source_dataset(tmp_path: Path) -> None:
+    root = str(tmp_path / 'cropharvest')
+    shutil.copytree(CROPHARVEST_ROOT, root, ignore=shutil.ignore_patterns('data.py'))
+    tested: list[str] = []
+    for fold in range(3):
+        dm = CropHarvestDataModule(root, fold=fold, num_folds=3, group_by='dataset')
+        dm.setup('fit')
+        parts = [split(d) for d in (dm.train_dataset, dm.val_dataset, dm.test_dataset)]
+        names = [set(p.attribute('dataset').tolist()) for p in parts]
+        assert len(names[2]) == 1 and not names[2] & (names[0] | names[1])
+        assert not names[0] & names[1]
+        tested.extend(parts[2].ids or [])
+    # geowiki-landcover-2017, lem-brazil and central-asia; togo-eval rows are test rows
+    assert len(tested) == len(set(tested)) == 40
