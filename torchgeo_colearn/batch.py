@@ -23,6 +23,10 @@ A sample (and a batch) is a flat dict:
 * ``label``: the target, int64 scalar (binary, multi-class), float (L,) multi-hot (multi-label) or float
   scalar (regression).
 * metadata: ``id``, ``lat``, ``lon``, ``year``, ``time``, ``site``, ``date`` and ``doy_<modality>``.
+* ``image`` (exactly this key): TorchGeo's multi-sensor datamodules (e.g. ``TreeSatAIDataModule``)
+  add it next to their ``image_<sensor>`` keys, holding all sensors concatenated along the channels
+  for single-input models. It is not a modality: co-learning tasks read the ``image_<sensor>`` keys
+  and ignore it, so that those datamodules work as they are (:data:`FUSED_IMAGE_KEY`).
 
 Nothing may assume a fixed number of modalities: they are read from the keys.
 """
@@ -41,6 +45,10 @@ DOY_PREFIX = 'doy_'
 
 #: Non-modality keys a batch may carry.
 METADATA_KEYS = frozenset({'label', 'id', 'lat', 'lon', 'year', 'time', 'site', 'date'})
+
+#: The concatenation of all modalities that TorchGeo's multi-sensor datamodules add for single-input
+#: models; ignored, since each modality is also under its own ``image_<modality>`` key.
+FUSED_IMAGE_KEY = 'image'
 
 #: Number of dimensions of a sample of each layout mapped to the axis of its channels.
 CHANNEL_AXIS = {1: 0, 2: 1, 3: 0, 4: 1}
@@ -113,10 +121,13 @@ def check_keys(batch: Mapping[str, Any], modalities: Iterable[str]) -> None:
         modalities: The modalities a model knows.
 
     Raises:
-        KeyError: If a key is neither a known modality, its validity or day-of-year mask, nor metadata.
+        KeyError: If a key is neither a known modality, its validity or day-of-year mask, metadata, nor
+            TorchGeo's fused ``image`` (:data:`FUSED_IMAGE_KEY`, ignored).
     """
     known = set(modalities)
     for key in batch:
+        if key == FUSED_IMAGE_KEY:
+            continue
         for prefix in (IMAGE_PREFIX, VALID_PREFIX, DOY_PREFIX):
             if key.startswith(prefix):
                 if key.removeprefix(prefix) not in known:

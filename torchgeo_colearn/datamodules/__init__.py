@@ -3,21 +3,33 @@
 
 """Multi-modal Earth observation datamodules."""
 
-from .base import KFoldDataModule, MultiModalDataModule, kfold_split
+from .base import (
+    KFoldDataModule,
+    MultiModalDataModule,
+    group_folds,
+    kfold_split,
+    latlon_blocks,
+)
 from .cropharvest import CropHarvestDataModule
 from .eurosat_s1s2 import EuroSATS1S2DataModule
 from .lfmc import LFMCDataModule
+from .presto import AlgaeBloomsDataModule, FuelMoistureDataModule, PrestoDataModule
 from .synthetic import SyntheticMultiSensorDataModule
 from .treesatai_ts import PadTimeSeries, TreeSatAITimeSeriesDataModule
 
 __all__ = (
+    'AlgaeBloomsDataModule',
     'CropHarvestDataModule',
     'EuroSATS1S2DataModule',
+    'FuelMoistureDataModule',
     'KFoldDataModule',
     'LFMCDataModule',
     'MultiModalDataModule',
     'PadTimeSeries',
+    'PrestoDataModule',
     'SyntheticMultiSensorDataModule',
     'TreeSatAITimeSeriesDataModule',
+    'group_folds',
     'kfold_split',
+    'latlon_blocks',
 )

@@ -32,6 +32,8 @@ class CropHarvestDataModule(KFoldDataModule):
         num_folds: int = 10,
         seed: int = 10,
         val_is_test: bool = False,
+        group_by: str | None = None,
+        block_size: float = 0.5,
         download: bool = False,
         checksum: bool = False,
     ) -> None:
@@ -51,6 +53,10 @@ class CropHarvestDataModule(KFoldDataModule):
             num_folds: Number of folds.
             seed: Seed of the fold permutation.
             val_is_test: Validate (and early-stop) on the test fold, as the MDiCo authors do.
+            group_by: None for random sample-level folds; ``'dataset'`` (CropHarvest's source
+                dataset) or ``'latlon_block'`` (cells of *block_size* degrees) to keep each group in
+                one fold (spatial CV).
+            block_size: Cell size in degrees of ``group_by='latlon_block'``.
             download: If True, download the dataset when it is missing from *root*.
             checksum: If True, check the MD5 of the downloaded files.
         """
@@ -63,6 +69,8 @@ class CropHarvestDataModule(KFoldDataModule):
             seed,
             val_is_test,
             augment=False,
+            group_by=group_by,
+            block_size=block_size,
             root=root,
             task=task,
             modality_groups=modality_groups,

@@ -14,7 +14,8 @@ class LFMCDataModule(KFoldDataModule):
     """K-fold cross-validation over the LFMC benchmark of Rao et al. (2020).
 
     The whole table is loaded once into tensors (:class:`~torchgeo_colearn.datasets.lfmc.LFMC`),
-    then split at sample level into *num_folds* random folds, as MDiCo does. Each modality is
+    then split at sample level into *num_folds* random folds, as MDiCo does, or, with
+    ``group_by='site'``, into folds that keep every site whole (spatial cross-validation). Each modality is
     z-scored per channel with statistics of the training folds; the regression target is left in %
     (the task standardises it with :meth:`target_stats`).
     """
@@ -30,6 +31,8 @@ class LFMCDataModule(KFoldDataModule):
         num_folds: int = 10,
         seed: int = 10,
         val_is_test: bool = False,
+        group_by: str | None = None,
+        block_size: float = 0.5,
     ) -> None:
         """Initialize a new LFMCDataModule instance.
 
@@ -47,6 +50,9 @@ class LFMCDataModule(KFoldDataModule):
             seed: Seed of the fold permutation.
             val_is_test: Validate on the test fold, as the MDiCo authors do; by default the validation
                 set is the next fold, carved from the training folds.
+            group_by: None for random sample-level folds; ``'site'`` or ``'latlon_block'``
+                (cells of *block_size* degrees) to keep each group in one fold (spatial CV).
+            block_size: Cell size in degrees of ``group_by='latlon_block'``.
         """
         super().__init__(
             LFMC,
@@ -57,6 +63,8 @@ class LFMCDataModule(KFoldDataModule):
             seed=seed,
             val_is_test=val_is_test,
             augment=False,
+            group_by=group_by,
+            block_size=block_size,
             root=root,
             source=source,
             modality_groups=modality_groups,

@@ -255,7 +255,8 @@ class CropHarvestMultiModal(CropHarvest):
 
         Returns:
             The samples with the keys of :meth:`__getitem__`, each stacked along a first axis of length
-            ``len(self)``.
+            ``len(self)``, and the source ``dataset`` name of each sample as metadata (for grouped
+            folds).
         """
         ids, arrays = self._stacked_arrays()
         position = {id_: row for row, id_ in enumerate(ids)}
@@ -268,7 +269,11 @@ class CropHarvestMultiModal(CropHarvest):
         tensors['lon'] = torch.tensor(
             [s.lon for s in self.samples], dtype=torch.float32
         )
-        return TensorMultiModalDataset(tensors, ids=[s.id for s in self.samples])
+        # the id is '<index>_<dataset>' and dataset names have no underscore
+        datasets = [s.id.split('_', 1)[1] for s in self.samples]
+        return TensorMultiModalDataset(
+            tensors, ids=[s.id for s in self.samples], metadata={'dataset': datasets}
+        )
 
     def cache_path(self) -> str:
         """Return the cache file of the stacked arrays.
@@ -511,13 +516,7 @@ class CropHarvestMultiModal(CropHarvest):
         Returns:
             ``image_<modality>`` mapped to (..., 12, C) or, for static modalities, (..., C).
         """
-        out = {}
-        for name, index in self._band_index.items():
-            values = arrays[..., index]
-            out[image_key(name)] = (
-                values[..., 0, :] if self._is_static(name) else values
-            )
-        return out
+        return split_modalities(arrays, self.groups)
 
     def _stacked_arrays(self) -> tuple[list[str], Tensor]:
         """Return the arrays of every labelled file, from the cache when it is current.
@@ -616,6 +615,36 @@ def _resolve_groups(
             raise ValueError(msg)
         groups[name] = tuple(parts)
     return groups
+
+
+def split_modalities(
+    arrays: Tensor, groups: Mapping[str, Sequence[str]]
+) -> dict[str, Tensor]:
+    """Slice arrays in the CropHarvest band layout into output modalities.
+
+    Args:
+        arrays: Arrays of shape (..., T, 18), bands in the order of
+            :attr:`torchgeo.datasets.CropHarvest.all_bands`.
+        groups: Output modality mapped to the base modalities of :data:`BASE_MODALITIES` it
+            concatenates along the channel axis (all time series or all static).
+
+    Returns:
+        ``image_<modality>`` mapped to (..., T, C) or, for static modalities, (..., C) taken at the
+        first time step.
+    """
+    out = {}
+    for name, parts in groups.items():
+        index = torch.tensor(
+            [
+                CropHarvest.all_bands.index(b)
+                for part in parts
+                for b in BASE_MODALITIES[part]
+            ]
+        )
+        values = arrays[..., index]
+        static = parts[0] in STATIC_MODALITIES
+        out[image_key(name)] = values[..., 0, :] if static else values
+    return out
 
 
 def _coordinate(value: Any) -> float:

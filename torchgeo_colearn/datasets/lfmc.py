@@ -363,13 +363,16 @@ class LFMC(NonGeoDataset):
     def to_tensor_dataset(self) -> TensorMultiModalDataset:
         """Return the samples as an in-memory dataset that batches without collation.
 
-        The tensors are shared, not copied; *transforms*, ``site`` and ``date`` are not carried.
+        The tensors are shared, not copied; *transforms* are not carried. ``site`` and ``date`` are
+        carried as metadata (for grouped folds), outside the batches.
 
         Returns:
-            A dataset with the ``image_*``, ``label``, ``lat``, ``lon`` and ``year`` tensors and the
-            sample ids.
+            A dataset with the ``image_*``, ``label``, ``lat``, ``lon`` and ``year`` tensors, the
+            sample ids and the ``site`` and ``date`` metadata.
         """
-        return TensorMultiModalDataset(self.tensors, self.ids)
+        return TensorMultiModalDataset(
+            self.tensors, self.ids, {'site': self.sites, 'date': self.dates}
+        )
 
 
 def _check_groups(
