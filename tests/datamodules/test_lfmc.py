@@ -4,6 +4,7 @@
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torchgeo.main
@@ -112,6 +113,31 @@ class TestLFMCDataModule:
         train, val, test = split_ids(dm)
         assert len(train | val | test) == 6
         assert all(i.startswith('feature_') for i in train)
+
+    def test_modality_selection(self) -> None:
+        dm = LFMCDataModule(
+            root=ROOT, modality_groups=PAPER_GROUPS, modalities=['optical']
+        )
+        dm.setup('fit')
+        batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+        assert [k for k in batch if k.startswith(('image_', 'valid_'))] == [
+            'image_optical',
+            'valid_optical',
+        ]
+
+    def test_infinite_feature_is_missing(self, tmp_path: Path) -> None:
+        table = pd.read_csv(os.path.join(ROOT, 'training_features.csv'), dtype=str)
+        table.loc[:, 'vv(t-1)'] = table['vv(t-1)'].where(table.index % 2 == 0, 'inf')
+        table.to_csv(tmp_path / 'training_features.csv', index=False)
+        dm = LFMCDataModule(
+            root=str(tmp_path), modality_groups=PAPER_GROUPS, batch_size=64
+        )
+        dm.setup('fit')
+        assert dm.normalizer is not None
+        mean, std = dm.normalizer.stats('s1')
+        assert torch.isfinite(mean).all() and torch.isfinite(std).all()
+        batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+        assert torch.isfinite(batch['image_s1']).all()
 
     def test_not_found(self, tmp_path: Path) -> None:
         dm = LFMCDataModule(root=str(tmp_path))

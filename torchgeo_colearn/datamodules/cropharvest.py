@@ -3,8 +3,10 @@
 
 """CropHarvest datamodule: 10-fold cross-validation of the crop / non-crop and crop-group tasks."""
 
+from collections.abc import Sequence
 from typing import Literal
 
+from ..channel_stats import StatsMode
 from ..datasets.cropharvest import CROP_GROUPS, CROP_OR_NOT, CropHarvestMultiModal
 from ..datasets.tensor import TensorMultiModalDataset
 from .base import KFoldDataModule
@@ -34,6 +36,8 @@ class CropHarvestDataModule(KFoldDataModule):
         val_is_test: bool = False,
         download: bool = False,
         checksum: bool = False,
+        modalities: Sequence[str] | None = None,
+        stats: StatsMode = 'moments',
     ) -> None:
         """Initialize a new CropHarvestDataModule instance.
 
@@ -53,6 +57,10 @@ class CropHarvestDataModule(KFoldDataModule):
             val_is_test: Validate (and early-stop) on the test fold, as the MDiCo authors do.
             download: If True, download the dataset when it is missing from *root*.
             checksum: If True, check the MD5 of the downloaded files.
+            modalities: Output modalities to keep in the batches, e.g. ``['s1']`` to train on
+                Sentinel-1 alone; None keeps them all.
+            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
+                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
         """
         super().__init__(
             CropHarvestMultiModal,
@@ -63,6 +71,8 @@ class CropHarvestDataModule(KFoldDataModule):
             seed,
             val_is_test,
             augment=False,
+            modalities=modalities,
+            stats=stats,
             root=root,
             task=task,
             modality_groups=modality_groups,
@@ -71,6 +81,8 @@ class CropHarvestDataModule(KFoldDataModule):
             checksum=checksum,
         )
         self.classes = CROP_OR_NOT if task == 'binary' else CROP_GROUPS
+        self.label_task = task
+        self.num_classes = len(self.classes)
 
     def load_dataset(self) -> TensorMultiModalDataset:
         """Load every sample of the selected task into memory.

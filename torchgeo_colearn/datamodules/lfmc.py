@@ -5,6 +5,7 @@
 
 from collections.abc import Mapping, Sequence
 
+from ..channel_stats import StatsMode
 from ..datasets.lfmc import LFMC, Source
 from ..datasets.tensor import TensorMultiModalDataset
 from .base import KFoldDataModule
@@ -16,8 +17,11 @@ class LFMCDataModule(KFoldDataModule):
     The whole table is loaded once into tensors (:class:`~torchgeo_colearn.datasets.lfmc.LFMC`),
     then split at sample level into *num_folds* random folds, as MDiCo does. Each modality is
     z-scored per channel with statistics of the training folds; the regression target is left in %
-    (the task standardises it with :meth:`target_stats`).
+    (the task standardises it with :meth:`target_stats`). The targets are checked at setup: a
+    missing or non-finite target is an error naming the sample.
     """
+
+    label_task = 'regression'
 
     def __init__(
         self,
@@ -30,6 +34,8 @@ class LFMCDataModule(KFoldDataModule):
         num_folds: int = 10,
         seed: int = 10,
         val_is_test: bool = False,
+        modalities: Sequence[str] | None = None,
+        stats: StatsMode = 'moments',
     ) -> None:
         """Initialize a new LFMCDataModule instance.
 
@@ -47,6 +53,10 @@ class LFMCDataModule(KFoldDataModule):
             seed: Seed of the fold permutation.
             val_is_test: Validate on the test fold, as the MDiCo authors do; by default the validation
                 set is the next fold, carved from the training folds.
+            modalities: Returned modalities to keep in the batches, e.g. ``['s1']`` to train on
+                Sentinel-1 alone; None keeps them all.
+            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
+                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
         """
         super().__init__(
             LFMC,
@@ -57,6 +67,8 @@ class LFMCDataModule(KFoldDataModule):
             seed=seed,
             val_is_test=val_is_test,
             augment=False,
+            modalities=modalities,
+            stats=stats,
             root=root,
             source=source,
             modality_groups=modality_groups,

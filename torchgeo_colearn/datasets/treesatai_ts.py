@@ -192,6 +192,43 @@ class TreeSatAITimeSeries(NonGeoDataset):
         self.aerial_files = self._index_aerial() if 'aerial' in self.sensors else {}
         self.h5_files = self._index_time_series() if self.series else {}
 
+    @property
+    def ids(self) -> list[str]:
+        """The patch names, one per sample (the ``id`` of the samples).
+
+        Returns:
+            Patch names without ``.tif``.
+        """
+        return self.names
+
+    def files(self) -> list[str]:
+        """List the data files the samples are read from.
+
+        Returns:
+            The aerial GeoTIFF and the time-series HDF5 file of every patch (those of the selected
+            sensors), in sample order.
+        """
+        return [
+            path
+            for name in self.names
+            for path in (
+                self.aerial_files.get(name),
+                self.h5_files[name][0] if name in self.h5_files else None,
+            )
+            if path is not None
+        ]
+
+    def list_files(self) -> list[str]:
+        """List the files that choose the patches and their labels.
+
+        Returns:
+            The split list and the labels JSON.
+        """
+        return [
+            os.path.join(self.root, 'split', f'{self.split}_filenames.lst'),
+            os.path.join(self.root, self.labels_file),
+        ]
+
     def __len__(self) -> int:
         """Return the number of patches in the split.
 
