@@ -2,6 +2,7 @@
 # Licensed under the MIT License.
 
 import os
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,7 @@ import torch
 import torchgeo.main
 from torchgeo.datasets import DatasetNotFoundError
 
+from torchgeo_colearn.channel_stats import ChannelStatsWarning
 from torchgeo_colearn.datamodules.lfmc import LFMCDataModule
 from torchgeo_colearn.datasets.tensor import TensorMultiModalDataset
 from torchgeo_colearn.main import main
@@ -193,6 +195,29 @@ class TestLFMCExperiment:
 )
 def test_real_folds() -> None:
     dm = LFMCDataModule(root=REAL_ROOT, modality_groups=PAPER_GROUPS)
-    dm.setup('fit')
+    with warnings.catch_warnings():  # the paper's inputs are well scaled
+        warnings.simplefilter('error', ChannelStatsWarning)
+        dm.setup('fit')
     sizes = [len(d) for d in splits(dm)]
     assert sizes == [2062, 258, 258]
+
+
+@pytest.mark.skipif(
+    not os.path.exists(os.path.join(REAL_ROOT, 'training_features.csv')),
+    reason='real LFMC table not available',
+)
+def test_real_squashed_channels() -> None:
+    # the SAR / optical ratios explode where the reflectance is near 0 (sample 1990)
+    dm = LFMCDataModule(root=REAL_ROOT, modality_groups={'ratios': ['sar_optical']})
+    with pytest.warns(ChannelStatsWarning) as record:
+        dm.setup('fit')
+    messages = [str(w.message) for w in record if w.category is ChannelStatsWarning]
+    assert [m.split(':')[0] for m in messages] == [
+        f'image_ratios channel {c}' for c in (5, 7, 13, 15)
+    ]
+    assert all("in sample '1990'" in m for m in messages)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', ChannelStatsWarning)
+        LFMCDataModule(
+            root=REAL_ROOT, modality_groups={'ratios': ['sar_optical']}, stats='robust'
+        ).setup('fit')
