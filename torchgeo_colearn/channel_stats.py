@@ -7,7 +7,7 @@ import json
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias, get_args
 
 import torch
 from torch import Tensor
@@ -23,8 +23,9 @@ Stats: TypeAlias = dict[str, tuple[Tensor, Tensor]]
 StatsMode: TypeAlias = Literal['moments', 'robust']
 
 #: Finite values per channel kept (uniformly at random, with a fixed seed) for the quantiles: the
-#: median and MAD of ``'robust'`` and the squash check. Exact when a channel has fewer values.
-SAMPLE_SIZE = 2**18
+#: median and MAD of ``'robust'`` and the squash check; between this and twice this many once a
+#: channel has more values. Exact when a channel has fewer values.
+SAMPLE_SIZE = 2**16
 
 #: A channel is squashed when the central 98% of its values (1st to 99th percentile) spans fewer
 #: standard deviations than this after normalisation (4.65 for a Gaussian, 3.4 for a uniform).
@@ -47,9 +48,9 @@ class ChannelStatistics:
     Feed the samples in chunks with :meth:`update` (in-memory data is one chunk), then read the
     statistics with :meth:`compute`. Only finite values count: NaN, ``inf`` and ``-inf`` are missing
     values. The moments are merged exactly across chunks (Chan et al.'s parallel algorithm, in
-    float64); the quantiles come from a uniform sample of at most :data:`SAMPLE_SIZE` values per
-    channel, drawn with a fixed seed, so the result does not depend on the chunking and is
-    deterministic. The smallest and largest value of each channel and the sample that holds it are
+    float64), whatever the chunking; the quantiles come from all the values of a channel up to
+    :data:`SAMPLE_SIZE` of them, and beyond from a uniform sample of 1 to 2 times that size drawn
+    with a fixed seed, deterministic for a given chunking. The smallest and largest value of each channel and the sample that holds it are
     tracked for the messages of :meth:`check`.
     """
 
@@ -69,6 +70,7 @@ class ChannelStatistics:
         self.m2 = torch.zeros(0, dtype=torch.float64)
         self.extremes: list[dict[str, tuple[float, str]]] = []
         self.kept: list[tuple[Tensor, Tensor]] = []
+        self.key_limits: list[float] = []
 
     @property
     def num_channels(self) -> int:
@@ -101,12 +103,17 @@ class ChannelStatistics:
                 f'on axis {axis}, earlier chunks had {self.num_channels}'
             )
             raise ValueError(msg)
-        values = x.movedim(axis, -1).reshape(len(x), -1, channels).double()
+        # (C, N, S): the values of each channel are contiguous, per sample
+        values = (
+            x.movedim(axis, 0)
+            .to(torch.float64, memory_format=torch.contiguous_format)
+            .reshape(channels, len(x), -1)
+        )
         finite = torch.isfinite(values)
         self._update_moments(values, finite)
         self._update_extremes(values, finite, ids)
         for c in range(channels):
-            self._update_sample(c, values[..., c][finite[..., c]])
+            self._update_sample(c, values[c][finite[c]])
         self.samples_seen += len(x)
 
     def compute(self, mode: StatsMode = 'moments') -> tuple[Tensor, Tensor]:
@@ -199,20 +206,22 @@ class ChannelStatistics:
             for _ in range(channels)
         ]
         self.kept = [
-            (torch.zeros(0, dtype=torch.float64), torch.zeros(0))
+            (torch.zeros(0, dtype=torch.float64), torch.zeros(0, dtype=torch.float64))
             for _ in range(channels)
         ]
+        self.key_limits = [1.0] * channels
 
     def _update_moments(self, values: Tensor, finite: Tensor) -> None:
         """Merge the count, mean and sum of squared deviations of a chunk.
 
         Args:
-            values: (N, S, C) float64 values.
+            values: (C, N, S) float64 values.
             finite: Their finiteness.
         """
-        count = finite.sum((0, 1)).double()
-        mean = torch.where(finite, values, 0).sum((0, 1)) / count.clamp(min=1)
-        m2 = torch.where(finite, (values - mean) ** 2, 0).sum((0, 1))
+        count = finite.sum((1, 2)).double()
+        mean = torch.where(finite, values, 0).sum((1, 2)) / count.clamp(min=1)
+        deviations = values - mean[:, None, None]
+        m2 = torch.where(finite, deviations**2, 0).sum((1, 2))
         total = self.count + count
         delta = mean - self.mean
         merged_mean = self.mean + delta * count / total.clamp(min=1)
@@ -228,7 +237,7 @@ class ChannelStatistics:
         """Track the smallest and largest finite value of each channel and where it is.
 
         Args:
-            values: (N, S, C) float64 values.
+            values: (C, N, S) float64 values.
             finite: Their finiteness.
             ids: Sample identifiers, or None for stream positions.
         """
@@ -236,8 +245,8 @@ class ChannelStatistics:
             ('min', float('inf'), torch.min, float.__lt__),
             ('max', float('-inf'), torch.max, float.__gt__),
         ):
-            per_sample = reduce(torch.where(finite, values, fill), dim=1).values
-            best, index = reduce(per_sample, dim=0)
+            per_sample = reduce(torch.where(finite, values, fill), dim=2).values
+            best, index = reduce(per_sample, dim=1)
             for c, (value, row) in enumerate(zip(best.tolist(), index.tolist())):
                 if better(value, self.extremes[c][name][0]):
                     at = (
@@ -248,21 +257,30 @@ class ChannelStatistics:
                     self.extremes[c][name] = (value, at)
 
     def _update_sample(self, channel: int, values: Tensor) -> None:
-        """Keep a uniform sample of a channel's finite values (the smallest random keys).
+        """Keep a uniform sample of a channel's finite values: those with the smallest random keys.
+
+        Every value gets a uniform random key; the sample holds every value whose key is below a
+        limit, lowered to the :attr:`sample_size`-th smallest key whenever the sample grows past twice
+        that size (so it holds 1 to 2 times *sample_size* values once that many were seen).
 
         Args:
             channel: Channel index.
             values: Its finite values in the chunk, flat.
         """
         kept, keys = self.kept[channel]
-        new_keys = torch.rand(len(values), generator=self.generator)
-        if len(keys) == self.sample_size:
-            chosen = new_keys < keys.max()
+        new_keys = torch.rand(
+            len(values), generator=self.generator, dtype=torch.float64
+        )
+        limit = self.key_limits[channel]
+        if limit < 1:
+            chosen = new_keys < limit
             values, new_keys = values[chosen], new_keys[chosen]
         kept, keys = torch.cat([kept, values]), torch.cat([keys, new_keys])
-        if len(keys) > self.sample_size:
-            keys, order = torch.topk(keys, self.sample_size, largest=False)
-            kept = kept[order]
+        if len(keys) > 2 * self.sample_size:
+            cutoff = torch.kthvalue(keys, self.sample_size).values
+            chosen = keys <= cutoff
+            kept, keys = kept[chosen], keys[chosen]
+            self.key_limits[channel] = float(cutoff)
         self.kept[channel] = (kept, keys)
 
 
@@ -286,11 +304,15 @@ def modality_stats(
         Modality mapped to float32 (mean, std) of shape (C,).
 
     Raises:
-        ValueError: If a requested modality is missing from a batch, or no batch is given.
+        ValueError: If *mode* is unknown, a requested modality is missing from a batch, or no
+            batch is given.
 
     Warns:
         ChannelStatsWarning: For a channel without a finite value or squashed by extreme values.
     """
+    if mode not in get_args(StatsMode):
+        msg = f'mode must be one of {get_args(StatsMode)}, got {mode!r}'
+        raise ValueError(msg)
     accumulators: dict[str, ChannelStatistics] = {}
     for batch in batches:
         names = modalities_in(batch) if modalities is None else modalities
