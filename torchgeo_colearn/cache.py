@@ -8,7 +8,7 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,12 +97,9 @@ def atomic_write(path: str, write: Callable[[str], None]) -> None:
     Raises:
         OSError: If the directory is not writable or the write fails.
     """
-    directory = os.path.dirname(path) or '.'
-    os.makedirs(directory, exist_ok=True)
-    handle, partial = tempfile.mkstemp(
-        dir=directory, prefix=f'{os.path.basename(path)}.', suffix='.partial'
-    )
-    os.close(handle)
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    # created by *write*, so with the usual permissions (mkstemp would make it private)
+    partial = f'{path}.{uuid.uuid4().hex[:12]}.partial'
     try:
         write(partial)
         os.replace(partial, path)

@@ -205,18 +205,11 @@ class TreeSatAITimeSeries(NonGeoDataset):
         """List the data files the samples are read from.
 
         Returns:
-            The aerial GeoTIFF and the time-series HDF5 file of every patch (those of the selected
-            sensors), in sample order.
+            The aerial GeoTIFFs, then the time-series HDF5 files of the patches (those of the
+            selected sensors), in sample order.
         """
-        return [
-            path
-            for name in self.names
-            for path in (
-                self.aerial_files.get(name),
-                self.h5_files[name][0] if name in self.h5_files else None,
-            )
-            if path is not None
-        ]
+        aerial = [self.aerial_files[n] for n in self.names if n in self.aerial_files]
+        return aerial + [self.h5_files[n][0] for n in self.names if n in self.h5_files]
 
     def list_files(self) -> list[str]:
         """List the files that choose the patches and their labels.
