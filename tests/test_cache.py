@@ -95,6 +95,10 @@ class TestAtomicWrite:
             atomic_write(str(path), functools.partial(write_text, text=text))
         assert path.read_text() == 'two'
         assert os.listdir(path.parent) == ['file.txt']
+        # the permissions of a file written directly, not private ones
+        plain = tmp_path / 'plain.txt'
+        write_text(str(plain), 'three')
+        assert path.stat().st_mode == plain.stat().st_mode
 
     def test_failure_keeps_the_old_file(self, tmp_path: Path) -> None:
         path = tmp_path / 'file.txt'
