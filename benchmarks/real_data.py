@@ -99,7 +99,7 @@ def main() -> None:
         fold_sizes(
             'fuel moisture by site (k folds over all samples)',
             lambda f: FuelMoistureDataModule(
-                fuel, split='kfold', num_folds=args.folds, fold=f, seed=args.seed
+                root=fuel, split='kfold', num_folds=args.folds, fold=f, seed=args.seed
             ),
             args.folds,
         )

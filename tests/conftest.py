@@ -1,6 +1,8 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +42,24 @@ def tiny_timm(monkeypatch: pytest.MonkeyPatch) -> None:
         return TinyBackbone(**kwargs)
 
     monkeypatch.setattr(timm, 'create_model', create_model)
+
+
+@pytest.fixture
+def edit_in_place() -> Callable[[str, Callable[[str], None]], None]:
+    """Edit a file, keeping its size and modification time (what (size, mtime) cache keys miss)."""
+
+    def edit(path: str, change: Callable[[str], None]) -> None:
+        before = os.stat(path)
+        with open(path, 'rb') as f:
+            content = f.read()
+        change(path)
+        with open(path, 'rb') as f:
+            assert f.read() != content, f'{path} did not change'
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+        after = os.stat(path)
+        assert (after.st_size, after.st_mtime_ns) == (
+            before.st_size,
+            before.st_mtime_ns,
+        )
+
+    return edit

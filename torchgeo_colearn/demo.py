@@ -228,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
     )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    data_args = {'num_samples': args.num_samples, 'modalities': DEFAULT_MODALITIES}
+    data_args = {'num_samples': args.num_samples, 'modality_kinds': DEFAULT_MODALITIES}
     results = {
         method: run_method(
             method,

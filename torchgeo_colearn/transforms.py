@@ -3,7 +3,7 @@
 
 """Per-modality normalisation applied on the device after the batch transfer."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -11,36 +11,15 @@ from torch import Tensor, nn
 from .batch import channel_axis, image_key, valid_key
 
 
-def channel_stats(x: Tensor, sample_ndim: int) -> tuple[Tensor, Tensor]:
-    """Compute NaN-aware per-channel mean and standard deviation.
-
-    Args:
-        x: Samples of one modality, shape (N, *sample_shape), any float dtype. NaN marks missing values.
-        sample_ndim: Number of dimensions of one sample (1 to 4, see :mod:`torchgeo_colearn.batch`).
-
-    Returns:
-        Mean and standard deviation (population, ddof=0), float32 tensors of shape (C,). A channel
-        without any finite value gets mean 0 and std 1; a constant channel gets std 1.
-    """
-    axis = channel_axis(sample_ndim) + 1
-    values = x.movedim(axis, -1).reshape(-1, x.shape[axis]).double()
-    finite = torch.isfinite(values)
-    count = finite.sum(0)
-    filled = torch.where(finite, values, 0)
-    mean = filled.sum(0) / count.clamp(min=1)
-    var = torch.where(finite, (values - mean) ** 2, 0).sum(0) / count.clamp(min=1)
-    std = var.sqrt()
-    std = torch.where((count == 0) | (std < 1e-12), torch.ones_like(std), std)
-    return mean.float(), std.float()
-
-
 class ModalityNormalizer(nn.Module):
     """Z-score every modality of a batch with its own per-channel statistics.
 
-    The statistics are buffers, so they follow the module across devices and are saved with it. After
-    the z-score, NaN values become 0 (the channel mean) when *fill_nan* is set, and for time-series
-    modalities the time steps with no finite value are marked invalid in ``valid_<modality>``
-    (combined with a mask the dataset already gave).
+    The statistics are buffers, so they follow the module across devices and are saved with it.
+    ``inf`` and ``-inf`` are missing values, like NaN (the statistics of
+    :mod:`~torchgeo_colearn.channel_stats` ignore them too): they become NaN. After the z-score,
+    NaN values become 0 (the channel mean) when *fill_nan* is set, and for time-series modalities
+    the time steps with no finite value are marked invalid in ``valid_<modality>`` (combined with a
+    mask the dataset already gave); without *fill_nan* they stay NaN, for the model to reject.
     """
 
     def __init__(
@@ -50,7 +29,8 @@ class ModalityNormalizer(nn.Module):
 
         Args:
             stats: Modality name mapped to (mean, std), each of shape (C,).
-            fill_nan: Replace NaN by 0 after normalising and record invalid time steps.
+            fill_nan: Replace missing values (NaN, inf) by 0 after normalising and record invalid
+                time steps; otherwise they stay NaN.
         """
         super().__init__()
         self.modalities = tuple(stats)
@@ -103,7 +83,9 @@ class ModalityNormalizer(nn.Module):
                 raise ValueError(msg)
             shape = [1] * x.ndim
             shape[axis] = -1
-            x = (x.float() - mean.view(shape)) / std.view(shape)
+            x = x.float()
+            x = torch.where(torch.isinf(x), torch.nan, x)
+            x = (x - mean.view(shape)) / std.view(shape)
             if self.fill_nan:
                 if x.ndim in (3, 5):
                     step_valid = torch.isfinite(x).flatten(2).any(-1)
@@ -114,22 +96,3 @@ class ModalityNormalizer(nn.Module):
                 x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
             batch[key] = x
         return batch
-
-
-def stats_from_tensors(
-    tensors: Mapping[str, Tensor], modalities: Iterable[str]
-) -> dict[str, tuple[Tensor, Tensor]]:
-    """Compute per-channel statistics of in-memory modalities.
-
-    Args:
-        tensors: Batch-like dict holding ``image_<modality>`` tensors of shape (N, *sample_shape).
-        modalities: Modalities to compute statistics for.
-
-    Returns:
-        Modality mapped to (mean, std).
-    """
-    stats = {}
-    for modality in modalities:
-        x = tensors[image_key(modality)]
-        stats[modality] = channel_stats(x, x.ndim - 1)
-    return stats

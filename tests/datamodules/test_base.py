@@ -4,6 +4,8 @@
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,8 +13,10 @@ import torch
 from torch import Tensor
 from torchgeo.datasets import NonGeoDataset
 
+from torchgeo_colearn.channel_stats import ChannelStatsWarning
 from torchgeo_colearn.datamodules import MultiModalDataModule, kfold_split
 from torchgeo_colearn.datamodules.synthetic import SyntheticMultiSensorDataModule
+from torchgeo_colearn.datasets.tensor import TensorMultiModalDataset
 
 
 class TestKFoldSplit:
@@ -119,12 +123,14 @@ def test_positive_weights_multilabel() -> None:
 
 
 class FileDataset(NonGeoDataset):
-    """A dataset read one sample at a time, with NaN gaps in its time series."""
+    """A dataset read one sample at a time, with a missing value in its time series."""
 
-    def __init__(self, split: str = 'train', size: int = 10) -> None:
+    def __init__(
+        self, split: str = 'train', size: int = 10, missing: float = math.nan
+    ) -> None:
         generator = torch.Generator().manual_seed(0 if split == 'train' else 1)
         self.x = 5 + 2 * torch.randn(size, 4, 2, generator=generator)
-        self.x[0, 1] = math.nan
+        self.x[0, 1] = missing
         self.v = torch.randn(size, 3, generator=generator)
 
     def __len__(self) -> int:
@@ -139,9 +145,12 @@ class FileDataset(NonGeoDataset):
 
 
 class FileDataModule(MultiModalDataModule):
-    def __init__(self, root: str, batch_size: int = 4) -> None:
-        super().__init__(FileDataset, batch_size)
+    def __init__(
+        self, root: str, batch_size: int = 4, missing: float = math.nan, **kwargs: Any
+    ) -> None:
+        super().__init__(FileDataset, batch_size, **kwargs)
         self.root = root
+        self.missing = missing
         self.computed = 0
 
     def stats_path(self) -> str:
@@ -152,8 +161,8 @@ class FileDataModule(MultiModalDataModule):
         return super().compute_stats()
 
     def setup_splits(self, stage: str) -> None:
-        self.train_dataset = FileDataset('train')
-        self.val_dataset = FileDataset('val')
+        self.train_dataset = FileDataset('train', missing=self.missing)
+        self.val_dataset = FileDataset('val', missing=self.missing)
 
 
 def test_streamed_stats_cached_and_nan_aware(tmp_path: Path) -> None:
@@ -206,3 +215,257 @@ def test_small_file_split_still_trains(tmp_path: Path) -> None:
 def test_modalities_before_setup() -> None:
     with pytest.raises(RuntimeError, match='only after setup'):
         _ = SyntheticMultiSensorDataModule().modalities
+
+
+@pytest.mark.parametrize('missing', [math.inf, -math.inf])
+def test_infinite_values_are_missing(tmp_path: Path, missing: float) -> None:
+    reference = FileDataModule(str(tmp_path / 'nan'), batch_size=10)
+    reference.setup('fit')
+    datamodule = FileDataModule(str(tmp_path / 'inf'), batch_size=10, missing=missing)
+    datamodule.setup('fit')
+    assert datamodule.normalizer is not None and reference.normalizer is not None
+    for a, b in zip(
+        datamodule.normalizer.stats('ts'), reference.normalizer.stats('ts')
+    ):
+        torch.testing.assert_close(a, b)
+    batch = datamodule.on_after_batch_transfer(
+        next(iter(datamodule.val_dataloader())), 0
+    )
+    assert torch.isfinite(batch['image_ts']).all()
+    assert not batch['valid_ts'][0, 1] and batch['valid_ts'].sum() == 39
+    datamodule.fill_nan = False
+    datamodule.setup('fit')
+    batch = datamodule.on_after_batch_transfer(
+        next(iter(datamodule.val_dataloader())), 0
+    )
+    assert batch['image_ts'][0, 1].isnan().all()
+    assert not batch['image_ts'].isinf().any()
+
+
+def test_corrupt_value_warns_at_setup(tmp_path: Path) -> None:
+    class Corrupt(FileDataset):
+        def __init__(self, split: str = 'train') -> None:
+            super().__init__(split, size=40)
+            self.x[9, 3, 1] = 1e30
+
+    class CorruptModule(FileDataModule):
+        def setup_splits(self, stage: str) -> None:
+            self.train_dataset = Corrupt('train')
+
+    datamodule = CorruptModule(str(tmp_path))
+    with pytest.warns(ChannelStatsWarning) as record:
+        datamodule.setup('fit')
+    assert [str(w.message).split(':')[0] for w in record] == ['image_ts channel 1']
+    assert 'extreme value 1e+30 in row 9' in str(record[0].message)
+    # the cache repeats it
+    with pytest.warns(ChannelStatsWarning, match='image_ts channel 1.*read from'):
+        CorruptModule(str(tmp_path)).setup('fit')
+    # robust statistics keep the other values apart
+    robust = CorruptModule(str(tmp_path / 'robust'), stats='robust')
+    robust.setup('fit')
+    assert robust.normalizer is not None
+    assert robust.normalizer.stats('ts')[1][1] < 10
+
+
+class Recorder:
+    """An augmentation that records the keys it is given."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def __call__(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        self.calls.append(sorted(batch))
+        return batch
+
+
+@pytest.mark.parametrize(
+    'stage,attribute',
+    [
+        ('training', 'train_aug'),
+        ('validating', 'val_aug'),
+        ('sanity_checking', 'val_aug'),
+        ('testing', 'test_aug'),
+        ('predicting', 'predict_aug'),
+    ],
+)
+def test_split_augmentations(stage: str, attribute: str) -> None:
+    datamodule = SyntheticMultiSensorDataModule(
+        num_samples=40,
+        modality_kinds={'img': 'image', 'ts': 'timeseries'},
+        image_size=8,
+        batch_size=4,
+    )
+    datamodule.setup('fit')
+    batch = next(iter(datamodule.val_dataloader()))
+    plain = datamodule.on_after_batch_transfer(
+        {k: v.clone() if isinstance(v, Tensor) else v for k, v in batch.items()}, 0
+    )
+    recorders = {}
+    for name in ('train_aug', 'val_aug', 'test_aug', 'predict_aug'):
+        recorders[name] = Recorder()
+        setattr(datamodule, name, recorders[name])
+    datamodule.trainer = SimpleNamespace(**{stage: True})  # type: ignore[assignment]
+    out = datamodule.on_after_batch_transfer(batch, 0)
+    # only the split's augmentation ran, on the (B, C, H, W) image modality only
+    assert {k: r.calls for k, r in recorders.items() if r.calls} == {
+        attribute: [['image_img']]
+    }
+    torch.testing.assert_close(out['image_img'], plain['image_img'])
+    torch.testing.assert_close(out['image_ts'], plain['image_ts'])
+
+
+def test_aug_is_the_fallback() -> None:
+    datamodule = SyntheticMultiSensorDataModule(
+        num_samples=40, modality_kinds={'img': 'image', 'v': 'vector'}, image_size=8
+    )
+    datamodule.setup('fit')
+    batch = next(iter(datamodule.test_dataloader()))
+    fallback = Recorder()
+    datamodule.aug = fallback
+    datamodule.trainer = SimpleNamespace(testing=True)  # type: ignore[assignment]
+    datamodule.on_after_batch_transfer(batch, 0)
+    assert fallback.calls == [['image_img']]
+
+
+def test_default_aug_does_not_rescale() -> None:
+    datamodule = SyntheticMultiSensorDataModule(
+        num_samples=40, modality_kinds={'img': 'image', 'v': 'vector'}, image_size=8
+    )
+    datamodule.setup('fit')
+    batch = next(iter(datamodule.val_dataloader()))
+    plain = datamodule.on_after_batch_transfer(
+        {k: v.clone() if isinstance(v, Tensor) else v for k, v in batch.items()}, 0
+    )
+    datamodule.trainer = SimpleNamespace(validating=True)  # type: ignore[assignment]
+    out = datamodule.on_after_batch_transfer(batch, 0)
+    torch.testing.assert_close(out['image_img'], plain['image_img'])
+
+
+class TestModalitySelection:
+    def test_in_memory(self) -> None:
+        everything = SyntheticMultiSensorDataModule(num_samples=100, batch_size=8)
+        everything.setup('fit')
+        selected = SyntheticMultiSensorDataModule(
+            num_samples=100, batch_size=8, modalities=['s2']
+        )
+        selected.setup('fit')
+        assert selected.modalities == ('s2',)
+        assert selected.normalizer is not None and everything.normalizer is not None
+        assert selected.normalizer.modalities == ('s2',)
+        for a, b in zip(
+            selected.normalizer.stats('s2'), everything.normalizer.stats('s2')
+        ):
+            torch.testing.assert_close(a, b)
+        for loader in (selected.train_dataloader(), selected.val_dataloader()):
+            batch = next(iter(loader))
+            assert set(batch) == {'image_s2', 'label', 'id'}
+
+    def test_collated(self, tmp_path: Path) -> None:
+        datamodule = FileDataModule(str(tmp_path), modalities=['vec'])
+        datamodule.setup('fit')
+        assert datamodule.modalities == ('vec',)
+        batch = next(iter(datamodule.train_dataloader()))
+        assert set(batch) == {'image_vec', 'label'}
+        with open(tmp_path / 'stats.json') as f:
+            assert set(json.load(f)['stats']) == {'vec'}
+
+    def test_unknown(self) -> None:
+        datamodule = SyntheticMultiSensorDataModule(
+            num_samples=50, modalities=['s2', 'radar']
+        )
+        with pytest.raises(
+            ValueError,
+            match=r"modalities \['radar'\] are not in the data; available modalities: "
+            r"\['s1', 's2', 'dem'\]",
+        ):
+            datamodule.setup('fit')
+
+    @pytest.mark.parametrize('modalities', [[], 's1'])
+    def test_invalid(self, modalities: Any) -> None:
+        with pytest.raises(ValueError, match='modalities must be a non-empty list'):
+            SyntheticMultiSensorDataModule(modalities=modalities)
+
+
+class TestTrainingBatches:
+    def test_split_of_one_sample(self) -> None:
+        datamodule = SyntheticMultiSensorDataModule(num_samples=3, num_folds=3, fold=1)
+        with pytest.raises(
+            ValueError,
+            match=r'the train split has 1 sample\(s\) \(fold=1, num_folds=3, seed=0, '
+            r'val_is_test=False\); training needs at least 2 .* fewer folds',
+        ):
+            datamodule.setup('fit')
+        datamodule.setup('test')  # statistics from one sample are fine
+
+    def test_batch_size_one(self) -> None:
+        datamodule = SyntheticMultiSensorDataModule(num_samples=50, batch_size=1)
+        with pytest.raises(
+            ValueError, match='batch_size=1 for training; the batch normalisation'
+        ):
+            datamodule.setup('fit')
+        datamodule.setup('test')
+        assert len(next(iter(datamodule.test_dataloader()))['label']) == 1
+
+    @pytest.mark.parametrize('num_samples', [5, 35, 36, 37])
+    def test_no_training_batch_of_one(self, num_samples: int) -> None:
+        datamodule = SyntheticMultiSensorDataModule(
+            num_samples=num_samples, num_folds=5, batch_size=7
+        )
+        datamodule.setup('fit')
+        sizes = [len(b['label']) for b in datamodule.train_dataloader()]
+        assert sizes and min(sizes) >= 2
+
+
+class TestLabelChecks:
+    class Corrupted(SyntheticMultiSensorDataModule):
+        """The synthetic benchmark with one bad label."""
+
+        def __init__(self, label: float, **kwargs: Any) -> None:
+            super().__init__(num_samples=40, **kwargs)
+            self.label = label
+
+        def load_dataset(self) -> TensorMultiModalDataset:
+            dataset = super().load_dataset()
+            labels = dataset.tensors['label']
+            labels = (
+                labels.float() if math.isnan(self.label) or self.label % 1 else labels
+            )
+            labels[5] = self.label
+            dataset.tensors['label'] = labels
+            return dataset
+
+    @pytest.mark.parametrize(
+        'label,kwargs,problem',
+        [
+            (0.5, {}, 'which is not a class index'),
+            (4, {}, 'outside the class indices 0..3'),
+            (-1, {'task': 'binary'}, 'outside the class indices 0..1'),
+            (math.nan, {'task': 'regression'}, 'which is not a finite number'),
+        ],
+    )
+    def test_bad_label(
+        self, label: float, kwargs: dict[str, Any], problem: str
+    ) -> None:
+        datamodule = self.Corrupted(label, **kwargs)
+        shown = f'{label:.6g}' if isinstance(label, float) else str(label)
+        with pytest.raises(
+            ValueError,
+            match=rf"Corrupted, (train|val|test) split, 'label': sample 'synthetic_5' has "
+            rf'label {shown}, {problem}',
+        ):
+            datamodule.setup('fit')
+
+    def test_multilabel_width(self) -> None:
+        datamodule = SyntheticMultiSensorDataModule(
+            num_samples=40, task='multilabel', num_labels=5
+        )
+        datamodule.num_classes = 6
+        with pytest.raises(ValueError, match='multi-hot labels of width 5'):
+            datamodule.setup('fit')
+
+
+def test_invalid_stats_mode() -> None:
+    with pytest.raises(
+        ValueError, match="stats must be one of \\('moments', 'robust'\\)"
+    ):
+        SyntheticMultiSensorDataModule(stats='median')  # type: ignore[arg-type]

@@ -92,6 +92,19 @@ class TestCropHarvestDataModule:
                 rtol=0,
             )
 
+    def test_modality_selection(self, root: str) -> None:
+        dm = CropHarvestDataModule(
+            root, modality_groups=GROUPS, modalities=['s2'], batch_size=4
+        )
+        dm.setup('fit')
+        assert dm.modalities == ('s2',)
+        batch = next(iter(dm.train_dataloader()))
+        assert [k for k in batch if k.startswith('image_')] == ['image_s2']
+        with pytest.raises(ValueError, match=r"available modalities: \['s1', 's2'\]"):
+            CropHarvestDataModule(
+                root, modality_groups=GROUPS, modalities=['ndvi']
+            ).setup('fit')
+
     def test_default_modalities(self, root: str) -> None:
         dm = CropHarvestDataModule(root, batch_size=2)
         dm.setup('test')

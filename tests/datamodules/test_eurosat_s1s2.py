@@ -3,13 +3,18 @@
 
 """Tests of the EuroSAT S1+S2 datamodule."""
 
+import glob
 import json
 import os
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
+import rasterio
 import torch
 from torch import Tensor
 
@@ -17,6 +22,7 @@ from torchgeo_colearn.datamodules.eurosat_s1s2 import EuroSATS1S2DataModule
 from torchgeo_colearn.transforms import ModalityNormalizer
 
 DATA = os.path.join('tests', 'data', 'eurosat_s1s2')
+FAKE_SIZE = 16  # the fake patches are 16 x 16 pixels, the real ones 64 x 64
 
 
 @pytest.fixture
@@ -28,6 +34,11 @@ def root(tmp_path: Path) -> str:
     return str(path)
 
 
+def fake_datamodule(root: str, **kwargs: Any) -> EuroSATS1S2DataModule:
+    """The datamodule on the 16 x 16 fake patches."""
+    return EuroSATS1S2DataModule(root, patch_size=FAKE_SIZE, **kwargs)
+
+
 def whole_training_batch(datamodule: EuroSATS1S2DataModule) -> dict[str, Tensor]:
     """The 4 fake training samples as one normalised batch."""
     batch = next(iter(datamodule.train_dataloader()))
@@ -36,7 +47,7 @@ def whole_training_batch(datamodule: EuroSATS1S2DataModule) -> dict[str, Tensor]
 
 
 def test_normalised_batches(root: str) -> None:
-    datamodule = EuroSATS1S2DataModule(root, batch_size=4, augment=False)
+    datamodule = fake_datamodule(root, batch_size=4, augment=False)
     datamodule.setup('fit')
     assert datamodule.modalities == ('s1', 's2')
     batch = whole_training_batch(datamodule)
@@ -57,24 +68,30 @@ def test_normalised_batches(root: str) -> None:
 
 
 def test_stats_cache(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    datamodule = EuroSATS1S2DataModule(root, batch_size=4, augment=False)
-    path = datamodule.stats_path()
-    assert path == os.path.join(root, 'eurosat_s1s2_stats_s1-all_s2-all.json')
+    datamodule = fake_datamodule(root, batch_size=4, augment=False)
     datamodule.setup('fit')
+    path = datamodule.stats_path()
+    assert path is not None
+    assert re.fullmatch(
+        re.escape(os.path.join(root, 'eurosat_s1s2_stats_s1-all_s2-all_'))
+        + r'[0-9a-f]{16}\.json',
+        path,
+    )
     with open(path) as f:
         cached = json.load(f)
-    assert len(cached['s1']['mean']) == 2
-    assert len(cached['s2']['std']) == 13
+    assert len(cached['stats']['s1']['mean']) == 2
+    assert len(cached['stats']['s2']['std']) == 13
+    assert cached['warnings'] == []
 
     # a second datamodule reads the cache instead of streaming the training split again
     def fail() -> None:
         raise AssertionError('statistics recomputed')
 
     monkeypatch.setattr(EuroSATS1S2DataModule, 'compute_stats', lambda self: fail())
-    cached['s1']['mean'] = [100.0, 200.0]
+    cached['stats']['s1']['mean'] = [100.0, 200.0]
     with open(path, 'w') as f:
         json.dump(cached, f)
-    reused = EuroSATS1S2DataModule(root, batch_size=2)
+    reused = fake_datamodule(root, batch_size=2)
     reused.setup('test')
     assert reused.normalizer is not None
     mean, _ = reused.normalizer.stats('s1')
@@ -84,12 +101,57 @@ def test_stats_cache(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
     assert reused.state_dict()['stats']['s1']['mean'] == [100.0, 200.0]
 
 
+def stats_after_setup(root: str) -> tuple[str | None, Tensor]:
+    """The cache file and the S2 means of a datamodule set up for fitting."""
+    datamodule = fake_datamodule(root, batch_size=2)
+    datamodule.setup('fit')
+    assert datamodule.normalizer is not None
+    return datamodule.stats_path(), datamodule.normalizer.stats('s2')[0]
+
+
+def test_stats_cache_follows_pixels(
+    root: str, edit_in_place: Callable[[str, Callable[[str], None]], None]
+) -> None:
+    old_path, old_mean = stats_after_setup(root)
+    path = os.path.join(root, 'eurosat_s2', 'all_imgs', 'Forest', 'Forest_7.tif')
+
+    def brighten(tif: str) -> None:
+        with rasterio.open(tif, 'r+') as f:
+            band = f.read(1)
+            band[0, 0] += 5000
+            f.write(band, 1)
+
+    edit_in_place(path, brighten)
+    new_path, new_mean = stats_after_setup(root)
+    assert new_path != old_path and os.path.exists(new_path or '')
+    assert new_mean[0] > old_mean[0]
+
+
+def test_stats_cache_follows_split_lists(root: str) -> None:
+    old_path, old_mean = stats_after_setup(root)
+    # Forest_12 moves from the validation to the training split, SeaLake_3 the other way
+    for sensor in ('eurosat_s1', 'eurosat_s2'):
+        for split, swap in (
+            ('train', ('SeaLake_3', 'Forest_12')),
+            ('val', ('Forest_12', 'SeaLake_3')),
+        ):
+            path = os.path.join(root, sensor, f'eurosat-{split}.txt')
+            with open(path) as f:
+                content = f.read()
+            with open(path, 'w') as f:
+                f.write(content.replace(*swap))
+    new_path, new_mean = stats_after_setup(root)
+    assert new_path != old_path
+    assert not torch.equal(new_mean, old_mean)
+
+
 def test_band_selection(root: str) -> None:
-    datamodule = EuroSATS1S2DataModule(
+    datamodule = fake_datamodule(
         root, bands_s1=['VV'], bands_s2=['B04', 'B03', 'B02'], batch_size=2
     )
-    assert datamodule.stats_path().endswith('stats_s1-VV_s2-B04-B03-B02.json')
     datamodule.setup('validate')
+    path = datamodule.stats_path()
+    assert path is not None and '_stats_s1-VV_s2-B04-B03-B02_' in path
     batch = datamodule.on_after_batch_transfer(
         next(iter(datamodule.val_dataloader())), 0
     )
@@ -98,7 +160,7 @@ def test_band_selection(root: str) -> None:
 
 
 def test_predict(root: str) -> None:
-    datamodule = EuroSATS1S2DataModule(root, batch_size=2)
+    datamodule = fake_datamodule(root, batch_size=2)
     datamodule.setup('predict')
     batch = next(iter(datamodule.predict_dataloader()))
     assert sorted(batch['id']) == ['AnnualCrop_5', 'Residential_11']
@@ -106,7 +168,7 @@ def test_predict(root: str) -> None:
 
 def test_shared_flips(root: str) -> None:
     torch.manual_seed(0)
-    datamodule = EuroSATS1S2DataModule(root, batch_size=4)
+    datamodule = fake_datamodule(root, batch_size=4)
     datamodule.setup('fit')
     # identity statistics, so that the output shows the flips only
     datamodule.normalizer = ModalityNormalizer(
@@ -125,7 +187,7 @@ def test_shared_flips(root: str) -> None:
 
 
 def test_missing_data(tmp_path: Path) -> None:
-    datamodule = EuroSATS1S2DataModule(str(tmp_path))
+    datamodule = fake_datamodule(str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r'eurosat_s1\.zip'):
         datamodule.setup('fit')
 
@@ -142,6 +204,8 @@ def experiment_args(root: str, tmp_path: Path) -> list[str]:
         '2',
         '--data.init_args.num_workers',
         '0',
+        '--data.init_args.patch_size',
+        str(FAKE_SIZE),
         '--trainer.accelerator',
         'cpu',
         '--trainer.fast_dev_run',
@@ -178,6 +242,9 @@ def test_experiment_fast_dev_run(root: str, tmp_path: Path) -> None:
 
     args = experiment_args(root, tmp_path)
     main(['fit', *args])
-    assert os.path.exists(os.path.join(root, 'eurosat_s1s2_stats_s1-all_s2-all.json'))
+    assert (
+        len(glob.glob(os.path.join(root, 'eurosat_s1s2_stats_s1-all_s2-all_*.json')))
+        == 1
+    )
     main(['test', *args])
     torchgeo_main(['fit', *args])

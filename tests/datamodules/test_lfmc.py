@@ -2,13 +2,16 @@
 # Licensed under the MIT License.
 
 import os
+import warnings
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torchgeo.main
 from torchgeo.datasets import DatasetNotFoundError
 
+from torchgeo_colearn.channel_stats import ChannelStatsWarning
 from torchgeo_colearn.datamodules.lfmc import LFMCDataModule
 from torchgeo_colearn.datasets.tensor import TensorMultiModalDataset
 from torchgeo_colearn.main import main
@@ -113,6 +116,31 @@ class TestLFMCDataModule:
         assert len(train | val | test) == 6
         assert all(i.startswith('feature_') for i in train)
 
+    def test_modality_selection(self) -> None:
+        dm = LFMCDataModule(
+            root=ROOT, modality_groups=PAPER_GROUPS, modalities=['optical']
+        )
+        dm.setup('fit')
+        batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+        assert [k for k in batch if k.startswith(('image_', 'valid_'))] == [
+            'image_optical',
+            'valid_optical',
+        ]
+
+    def test_infinite_feature_is_missing(self, tmp_path: Path) -> None:
+        table = pd.read_csv(os.path.join(ROOT, 'training_features.csv'), dtype=str)
+        table.loc[:, 'vv(t-1)'] = table['vv(t-1)'].where(table.index % 2 == 0, 'inf')
+        table.to_csv(tmp_path / 'training_features.csv', index=False)
+        dm = LFMCDataModule(
+            root=str(tmp_path), modality_groups=PAPER_GROUPS, batch_size=64
+        )
+        dm.setup('fit')
+        assert dm.normalizer is not None
+        mean, std = dm.normalizer.stats('s1')
+        assert torch.isfinite(mean).all() and torch.isfinite(std).all()
+        batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
+        assert torch.isfinite(batch['image_s1']).all()
+
     def test_not_found(self, tmp_path: Path) -> None:
         dm = LFMCDataModule(root=str(tmp_path))
         with pytest.raises(
@@ -167,6 +195,29 @@ class TestLFMCExperiment:
 )
 def test_real_folds() -> None:
     dm = LFMCDataModule(root=REAL_ROOT, modality_groups=PAPER_GROUPS)
-    dm.setup('fit')
+    with warnings.catch_warnings():  # the paper's inputs are well scaled
+        warnings.simplefilter('error', ChannelStatsWarning)
+        dm.setup('fit')
     sizes = [len(d) for d in splits(dm)]
     assert sizes == [2062, 258, 258]
+
+
+@pytest.mark.skipif(
+    not os.path.exists(os.path.join(REAL_ROOT, 'training_features.csv')),
+    reason='real LFMC table not available',
+)
+def test_real_squashed_channels() -> None:
+    # the SAR / optical ratios explode where the reflectance is near 0 (sample 1990)
+    dm = LFMCDataModule(root=REAL_ROOT, modality_groups={'ratios': ['sar_optical']})
+    with pytest.warns(ChannelStatsWarning) as record:
+        dm.setup('fit')
+    messages = [str(w.message) for w in record if w.category is ChannelStatsWarning]
+    assert [m.split(':')[0] for m in messages] == [
+        f'image_ratios channel {c}' for c in (5, 7, 13, 15)
+    ]
+    assert all("in sample '1990'" in m for m in messages)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error', ChannelStatsWarning)
+        LFMCDataModule(
+            root=REAL_ROOT, modality_groups={'ratios': ['sar_optical']}, stats='robust'
+        ).setup('fit')

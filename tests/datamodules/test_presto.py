@@ -42,7 +42,7 @@ class TestFuelMoistureDataModule:
     def test_shipped_split_with_site_validation(self) -> None:
         validated: list[str] = []
         for fold in range(3):
-            dm = FuelMoistureDataModule(FUEL, num_folds=3, fold=fold)
+            dm = FuelMoistureDataModule(root=FUEL, num_folds=3, fold=fold)
             dm.setup('fit')
             train, val, test = splits(dm)
             assert len(test) == 8 and sites(test) == {'Site 6, CA', 'Site 7, CA'}
@@ -54,18 +54,20 @@ class TestFuelMoistureDataModule:
         assert len(validated) == len(set(validated)) == 32
 
     def test_val_is_test(self) -> None:
-        dm = FuelMoistureDataModule(FUEL, val_is_test=True)
+        dm = FuelMoistureDataModule(root=FUEL, val_is_test=True)
         dm.setup('fit')
         train, val, test = splits(dm)
         assert (len(train), len(test)) == (32, 8) and val.ids == test.ids
-        dm = FuelMoistureDataModule(FUEL, val_is_test=True, fold=1)
+        dm = FuelMoistureDataModule(root=FUEL, val_is_test=True, fold=1)
         with pytest.raises(ValueError, match='only fold 0'):
             dm.setup('fit')
 
     def test_site_grouped_kfold(self) -> None:
         tested: list[str] = []
         for fold in range(4):
-            dm = FuelMoistureDataModule(FUEL, split='kfold', num_folds=4, fold=fold)
+            dm = FuelMoistureDataModule(
+                root=FUEL, split='kfold', num_folds=4, fold=fold
+            )
             dm.setup('fit')
             train, val, test = splits(dm)
             assert not sites(train) & sites(test) and not sites(val) & sites(test)
@@ -76,7 +78,7 @@ class TestFuelMoistureDataModule:
         assert len(tested) == len(set(tested)) == 40
 
     def test_four_sensors_normalised(self) -> None:
-        dm = FuelMoistureDataModule(FUEL, batch_size=64, num_folds=3)
+        dm = FuelMoistureDataModule(root=FUEL, batch_size=64, num_folds=3)
         dm.setup('fit')
         assert dm.modalities == ('s1', 's2', 'weather', 'topography')
         batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
@@ -92,18 +94,18 @@ class TestFuelMoistureDataModule:
         shutil.copytree(FUEL, root)
         os.remove(root / 'is_test.npy')
         os.remove(root / 'train_test_split.json')
-        dm = FuelMoistureDataModule(str(root))
+        dm = FuelMoistureDataModule(root=str(root))
         with pytest.raises(KeyError, match="no per-sample attribute 'is_test'"):
             dm.setup('fit')
 
     def test_bad_split(self) -> None:
         with pytest.raises(ValueError, match="split must be 'shipped' or 'kfold'"):
-            FuelMoistureDataModule(FUEL, split='random')  # type: ignore[arg-type]
+            FuelMoistureDataModule(root=FUEL, split='random')
 
 
 class TestAlgaeBloomsDataModule:
     def test_multiclass(self) -> None:
-        dm = AlgaeBloomsDataModule(ALGAE, num_folds=4)
+        dm = AlgaeBloomsDataModule(root=ALGAE, num_folds=4)
         dm.setup('fit')
         train, val, test = splits(dm)
         assert (len(train) + len(val), len(test)) == (20, 10)
@@ -113,7 +115,7 @@ class TestAlgaeBloomsDataModule:
 
     def test_regression_and_latlon_folds(self) -> None:
         dm = AlgaeBloomsDataModule(
-            ALGAE,
+            root=ALGAE,
             task='regression',
             split='kfold',
             num_folds=3,
@@ -164,17 +166,17 @@ class TestExperiments:
     not os.path.isdir(REAL_FUEL), reason='real fuel-moisture data absent'
 )
 def test_real_fuel_moisture_splits() -> None:
-    dm = FuelMoistureDataModule(REAL_FUEL, val_is_test=True)
+    dm = FuelMoistureDataModule(root=REAL_FUEL, val_is_test=True)
     dm.setup('fit')
     summary = dm.split_summary()
     assert summary['train'] == {'groups': 100, 'samples': 1578}
     assert summary['test'] == {'groups': 50, 'samples': 735}
-    dm = FuelMoistureDataModule(REAL_FUEL)
+    dm = FuelMoistureDataModule(root=REAL_FUEL)
     dm.setup('fit')
     summary = dm.split_summary()
     assert summary['val']['groups'] == 10
     assert summary['train']['samples'] + summary['val']['samples'] == 1578
-    dm = FuelMoistureDataModule(REAL_FUEL, split='kfold')
+    dm = FuelMoistureDataModule(root=REAL_FUEL, split='kfold')
     dm.setup('fit')
     summary = dm.split_summary()
     assert summary['test']['groups'] == 15
@@ -185,7 +187,7 @@ def test_real_fuel_moisture_splits() -> None:
     not os.path.isdir(REAL_ALGAE), reason='real algae-bloom data absent'
 )
 def test_real_algae_blooms_splits() -> None:
-    dm = AlgaeBloomsDataModule(REAL_ALGAE, val_is_test=True)
+    dm = AlgaeBloomsDataModule(root=REAL_ALGAE, val_is_test=True)
     dm.setup('fit')
     train, _, test = splits(dm)
     assert (len(train), len(test)) == (777, 345)

@@ -1,24 +1,27 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
+import glob
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import h5py
 import pytest
 import torch
 import yaml
 from torch import Tensor
 
+from torchgeo_colearn.channel_stats import modality_stats
 from torchgeo_colearn.datamodules.treesatai_ts import (
     PadTimeSeries,
     TreeSatAITimeSeriesDataModule,
 )
 from torchgeo_colearn.datasets.treesatai_ts import TreeSatAITimeSeries
-from torchgeo_colearn.transforms import channel_stats
 
 DATA = os.path.join('tests', 'data', 'treesatai_ts')
 CONFIG = os.path.join('experiments', 'treesatai_ts.yaml')
@@ -46,6 +49,26 @@ def series(length: int, channels: int = 2, name: str = 'p') -> dict[str, Any]:
         'year': torch.tensor(2018),
         'id': name,
     }
+
+
+def reverse_lines(path: str) -> None:
+    with open(path, 'rb') as f:
+        lines = f.read().splitlines(keepends=True)
+    with open(path, 'wb') as f:
+        f.writelines(reversed([line.rstrip(b'\n') + b'\n' for line in lines]))
+
+
+def replace_bytes(path: str, old: bytes, new: bytes) -> None:
+    with open(path, 'rb') as f:
+        content = f.read()
+    assert content.count(old) == 1
+    with open(path, 'wb') as f:
+        f.write(content.replace(old, new))
+
+
+def raise_first_s2_value(path: str) -> None:
+    with h5py.File(path, 'r+') as f:
+        f['sen-2-data'][0, 0, 0, 0] += 1000
 
 
 class TestPadTimeSeries:
@@ -111,10 +134,12 @@ class TestTreeSatAITimeSeriesDataModule:
 
     def test_stats_cached(self, root: str) -> None:
         dm = TreeSatAITimeSeriesDataModule(root, sensors=('aerial', 's1_asc'))
-        path = dm.stats_path()
-        assert os.path.dirname(path) == root
-        assert not os.path.exists(path)
         dm.setup('fit')
+        path = dm.stats_path()
+        assert path is not None and os.path.dirname(path) == root
+        assert os.path.basename(path).startswith(
+            'colearn_stats_aerial-s1_asc_threshold0.07_'
+        )
         with open(path) as f:
             cached = json.load(f)
         # training patches only, NaN (missing backscatter and padding) left out
@@ -124,12 +149,16 @@ class TestTreeSatAITimeSeriesDataModule:
         aerial = torch.stack([train[i]['image_aerial'] for i in range(len(train))])
         s1_asc = torch.cat([train[i]['image_s1_asc'] for i in range(len(train))])
         assert s1_asc.isnan().any()
-        for modality, x in (('aerial', aerial), ('s1_asc', s1_asc)):
-            mean, std = channel_stats(x, 3)
-            torch.testing.assert_close(torch.tensor(cached[modality]['mean']), mean)
-            torch.testing.assert_close(torch.tensor(cached[modality]['std']), std)
+        stats = modality_stats([{'image_aerial': aerial, 'image_s1_asc': s1_asc}])
+        for modality, (mean, std) in stats.items():
+            torch.testing.assert_close(
+                torch.tensor(cached['stats'][modality]['mean']), mean
+            )
+            torch.testing.assert_close(
+                torch.tensor(cached['stats'][modality]['std']), std
+            )
         # a new datamodule reads the cache instead of recomputing
-        cached['s1_asc']['mean'] = [100.0, 200.0]
+        cached['stats']['s1_asc']['mean'] = [100.0, 200.0]
         with open(path, 'w') as f:
             json.dump(cached, f)
         again = TreeSatAITimeSeriesDataModule(root, sensors=('aerial', 's1_asc'))
@@ -138,17 +167,47 @@ class TestTreeSatAITimeSeriesDataModule:
         assert again.normalizer.stats('s1_asc')[0].tolist() == [100.0, 200.0]
 
     def test_stats_path_depends_on_config(self, root: str) -> None:
-        paths = {
-            TreeSatAITimeSeriesDataModule(root, sensors=('s2',)).stats_path(),
-            TreeSatAITimeSeriesDataModule(
-                root, sensors=('s2',), s2_masks=True
-            ).stats_path(),
-            TreeSatAITimeSeriesDataModule(
-                root, sensors=('s2',), label_threshold=0.2
-            ).stats_path(),
-            TreeSatAITimeSeriesDataModule(root, sensors=('aerial', 's2')).stats_path(),
-        }
-        assert len(paths) == 4
+        paths = set()
+        for kwargs in (
+            {'sensors': ('s2',)},
+            {'sensors': ('s2',), 's2_masks': True},
+            {'sensors': ('s2',), 'label_threshold': 0.2},
+            {'sensors': ('aerial', 's2')},
+            {'sensors': ('aerial', 's2'), 'modalities': ['s2']},
+            {'sensors': ('s2',), 'stats': 'robust'},
+        ):
+            dm = TreeSatAITimeSeriesDataModule(root, **kwargs)
+            dm.setup('test')
+            paths.add(dm.stats_path())
+        assert len(paths) == 6
+
+    @pytest.mark.parametrize('what', ['split list', 'labels', 'time series'])
+    def test_stats_cache_follows_content(
+        self,
+        root: str,
+        what: str,
+        edit_in_place: Callable[[str, Callable[[str], None]], None],
+    ) -> None:
+        dm = TreeSatAITimeSeriesDataModule(root, sensors=('s2',))
+        dm.setup('fit')
+        assert dm.normalizer is not None
+        old_path, old_mean = dm.stats_path(), dm.normalizer.stats('s2')[0]
+        train = dm.train_dataset
+        assert isinstance(train, TreeSatAITimeSeries)
+        split_list, labels = train.list_files()
+        match what:
+            case 'split list':  # the same patches, in another order
+                edit_in_place(split_list, reverse_lines)
+            case 'labels':  # a share that still keeps the genus
+                edit_in_place(labels, lambda p: replace_bytes(p, b'0.82', b'0.83'))
+            case 'time series':
+                edit_in_place(train.files()[0], raise_first_s2_value)
+        again = TreeSatAITimeSeriesDataModule(root, sensors=('s2',))
+        again.setup('fit')
+        assert again.stats_path() != old_path
+        assert again.normalizer is not None
+        new_mean = again.normalizer.stats('s2')[0]
+        assert torch.equal(new_mean, old_mean) == (what != 'time series')
 
     def test_test_stage(self, root: str) -> None:
         dm = TreeSatAITimeSeriesDataModule(root, sensors=('s2',), max_len={'s2': 9})
@@ -194,6 +253,22 @@ class TestTreeSatAITimeSeriesDataModule:
         reference = normalised(False)
         assert all(torch.equal(normalised(False), reference) for _ in range(4))
         assert any(not torch.equal(normalised(True), reference) for _ in range(8))
+
+    def test_modality_selection(self, root: str) -> None:
+        dm = TreeSatAITimeSeriesDataModule(
+            root, sensors=('aerial', 's2'), modalities=['s2'], batch_size=2
+        )
+        dm.setup('fit')
+        assert dm.modalities == ('s2',)
+        batch = next(iter(dm.train_dataloader()))
+        assert set(batch) == {'image_s2', 'valid_s2', 'doy_s2', 'label', 'id', 'year'}
+        assert dm.normalizer is not None and dm.normalizer.modalities == ('s2',)
+
+    def test_labels_checked(self, root: str) -> None:
+        dm = TreeSatAITimeSeriesDataModule(root, sensors=('s2',))
+        dm.num_classes = 16
+        with pytest.raises(ValueError, match='multi-hot labels of width 15'):
+            dm.setup('fit')
 
     def test_class_weights(self, root: str) -> None:
         dm = TreeSatAITimeSeriesDataModule(root)
@@ -279,9 +354,6 @@ def test_experiment_fast_dev_run(root: str, tmp_path: Path) -> None:
 
     args = experiment_args(root, tmp_path)
     main(['fit', *args])
-    stats = TreeSatAITimeSeriesDataModule(
-        root, sensors=('aerial', 's2'), s2_masks=True
-    ).stats_path()
-    assert os.path.exists(stats)
+    assert glob.glob(os.path.join(root, 'colearn_stats_aerial-s2_masks_*.json'))
     main(['test', *args])
     torchgeo_main(['fit', *args])

@@ -217,18 +217,35 @@ class TestCropHarvestMultiModal:
         for key, value in first.tensors.items():
             torch.testing.assert_close(second.tensors[key], value, equal_nan=True)
 
-    def test_cache_invalidated(self, root: str) -> None:
+    def test_cache_invalidated(
+        self, root: str, edit_in_place: Callable[[str, Callable[[str], None]], None]
+    ) -> None:
         ds = CropHarvestMultiModal(root)
         ds.to_tensor_dataset()
         old_cache = ds.cache_path()
         sample_id = ds.samples[5].id
-        path = write_h5(root, f'{sample_id}.h5', np.full((12, 18), 7.0))
-        os.utime(path, ns=(0, 0))
+
+        def rewrite(path: str) -> None:  # new values, same layout, size and time
+            with h5py.File(path, 'r+') as f:
+                f['array'][...] = 7.0
+
+        edit_in_place(
+            os.path.join(root, 'features', 'arrays', f'{sample_id}.h5'), rewrite
+        )
         ds = CropHarvestMultiModal(root)
         assert ds.cache_path() != old_cache
         tensors = ds.to_tensor_dataset()
         assert (tensors[5]['image_s2'] == 7).all()
         assert glob.glob(os.path.join(root, 'colearn_cache_*.pt')) == [ds.cache_path()]
+
+    def test_cache_survives_a_copy(self, root: str, tmp_path: Path) -> None:
+        ds = CropHarvestMultiModal(root)
+        ds.to_tensor_dataset()
+        copy = str(tmp_path / 'copy')
+        shutil.copytree(root, copy)  # new modification times, same content
+        assert os.path.basename(CropHarvestMultiModal(copy).cache_path()) == (
+            os.path.basename(ds.cache_path())
+        )
 
     def test_cache_unreadable(self, root: str) -> None:
         ds = CropHarvestMultiModal(root)
@@ -321,6 +338,16 @@ class TestCropHarvestMultiModal:
         with open(os.path.join(root, 'labels.geojson'), 'w') as f:
             json.dump([], f)
         with pytest.raises(ValueError, match='FeatureCollection'):
+            CropHarvestMultiModal(root)
+
+    @pytest.mark.parametrize(
+        'content', [b'{"type": "FeatureCollection", "feat', b'\xff\xfe']
+    )
+    def test_malformed_labels(self, root: str, content: bytes) -> None:
+        path = os.path.join(root, 'labels.geojson')
+        with open(path, 'wb') as f:
+            f.write(content)
+        with pytest.raises(ValueError, match=f'{path} is not valid GeoJSON: '):
             CropHarvestMultiModal(root)
 
     def test_no_sample_left(self, root: str) -> None:

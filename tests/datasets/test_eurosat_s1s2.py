@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import matplotlib.pyplot as plt
 import pytest
@@ -25,6 +25,7 @@ from torchgeo_colearn.datasets.eurosat_s1s2 import EuroSATS1S2
 
 DATA = os.path.join('tests', 'data', 'eurosat_s1s2')
 SPLIT_SIZES = {'train': 4, 'val': 2, 'test': 2}
+FAKE_SIZE = 16  # the fake patches are 16 x 16 pixels, the real ones 64 x 64
 
 
 @pytest.fixture
@@ -34,6 +35,12 @@ def root(tmp_path: Path) -> str:
     for sensor in ('eurosat_s1', 'eurosat_s2'):
         shutil.copytree(os.path.join(DATA, sensor), path / sensor)
     return str(path)
+
+
+def fake_eurosat(root: str, *args: Any, **kwargs: Any) -> EuroSATS1S2:
+    """The dataset on the 16 x 16 fake patches."""
+    kwargs['patch_size'] = FAKE_SIZE
+    return EuroSATS1S2(root, *args, **kwargs)
 
 
 def read_tif(root: str, sensor: str, sample_id: str) -> torch.Tensor:
@@ -50,7 +57,7 @@ def write_split(root: str, sensor: str, split: str, ids: list[str]) -> None:
 
 @pytest.mark.parametrize('split', ['train', 'val', 'test'])
 def test_getitem(root: str, split: Literal['train', 'val', 'test']) -> None:
-    dataset = EuroSATS1S2(root, split)
+    dataset = fake_eurosat(root, split)
     assert len(dataset) == SPLIT_SIZES[split]
     sample = dataset[0]
     assert set(sample) == {'image_s1', 'image_s2', 'label', 'lat', 'lon', 'id'}
@@ -66,7 +73,7 @@ def test_getitem(root: str, split: Literal['train', 'val', 'test']) -> None:
 
 def test_pairs_by_id(root: str) -> None:
     # the fake S1 split files list the ids in another order than the S2 ones
-    dataset = EuroSATS1S2(root, 'train')
+    dataset = fake_eurosat(root, 'train')
     assert dataset.ids == ['AnnualCrop_1', 'Forest_7', 'SeaLake_3', 'Residential_2029']
     for index, sample_id in enumerate(dataset.ids):
         sample = dataset[index]
@@ -82,7 +89,7 @@ def test_pairs_by_id(root: str) -> None:
 def test_label_order(root: str) -> None:
     assert EuroSATS1S2.classes[5] == 'Forest'
     assert EuroSATS1S2.classes[9] == 'SeaLake'
-    dataset = EuroSATS1S2(root, 'train')
+    dataset = fake_eurosat(root, 'train')
     samples = [dataset[i] for i in range(len(dataset))]
     labels = {s['id']: int(s['label']) for s in samples}
     assert labels == {
@@ -94,7 +101,7 @@ def test_label_order(root: str) -> None:
 
 
 def test_band_selection(root: str) -> None:
-    dataset = EuroSATS1S2(
+    dataset = fake_eurosat(
         root, 'val', bands_s1=['VH'], bands_s2=['B8A', 'B04', 'B03', 'B02']
     )
     sample = dataset[0]
@@ -116,13 +123,13 @@ def test_band_selection(root: str) -> None:
 )
 def test_invalid_arguments(root: str, kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        EuroSATS1S2(root, **kwargs)  # type: ignore[arg-type]
+        fake_eurosat(root, **kwargs)
 
 
 def test_mismatch_raises(root: str) -> None:
     write_split(root, 'eurosat_s1', 'train', ['AnnualCrop_1', 'Forest_7', 'River_9'])
     with pytest.raises(ValueError, match='list different samples') as error:
-        EuroSATS1S2(root, 'train')
+        fake_eurosat(root, 'train')
     message = str(error.value)
     assert "1 listed only for S1 ['River_9']" in message
     assert "2 only for S2 ['Residential_2029', 'SeaLake_3']" in message
@@ -132,7 +139,7 @@ def test_mismatch_raises(root: str) -> None:
 def test_mismatch_intersect(root: str) -> None:
     write_split(root, 'eurosat_s1', 'train', ['AnnualCrop_1', 'Forest_7', 'River_9'])
     with pytest.warns(UserWarning, match='keeping the 2 common samples, dropping 1'):
-        dataset = EuroSATS1S2(root, 'train', on_mismatch='intersect')
+        dataset = fake_eurosat(root, 'train', on_mismatch='intersect')
     assert dataset.ids == ['AnnualCrop_1', 'Forest_7']
     assert [dataset[i]['id'] for i in range(len(dataset))] == dataset.ids
     torch.testing.assert_close(
@@ -145,12 +152,12 @@ def test_duplicated_id(root: str) -> None:
     with pytest.raises(
         ValueError, match=r"lists 1 ids more than once: \['Forest_12'\]"
     ):
-        EuroSATS1S2(root, 'val')
+        fake_eurosat(root, 'val')
 
 
 def test_not_downloaded(tmp_path: Path) -> None:
     with pytest.raises(DatasetNotFoundError, match='Dataset not found') as error:
-        EuroSATS1S2(str(tmp_path))
+        fake_eurosat(str(tmp_path))
     message = str(error.value)
     for text in (
         'eurosat_s1.zip',
@@ -166,7 +173,7 @@ def test_not_downloaded(tmp_path: Path) -> None:
 def test_one_sensor_missing(root: str) -> None:
     shutil.rmtree(os.path.join(root, 'eurosat_s2'))
     with pytest.raises(DatasetNotFoundError, match='missing under root') as error:
-        EuroSATS1S2(root, 'test')
+        fake_eurosat(root, 'test')
     assert 'eurosat_s2/eurosat-test.txt.' in str(error.value)
     assert 'eurosat_s1/eurosat-test.txt' not in str(error.value)
 
@@ -174,7 +181,7 @@ def test_one_sensor_missing(root: str) -> None:
 def test_extract(tmp_path: Path) -> None:
     for sensor in ('eurosat_s1', 'eurosat_s2'):
         shutil.copy(os.path.join(DATA, f'{sensor}.zip'), tmp_path)
-    dataset = EuroSATS1S2(str(tmp_path), 'val')
+    dataset = fake_eurosat(str(tmp_path), 'val')
     assert len(dataset) == 2
     assert dataset[1]['image_s2'].shape == (13, 16, 16)
 
@@ -189,7 +196,7 @@ def test_download(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         url = os.path.join(DATA, dataset_class.zipfile)
         monkeypatch.setattr(dataset_class, 'url', url)
     root = str(tmp_path / 'eurosat')
-    dataset = EuroSATS1S2(root, 'test', download=True)
+    dataset = fake_eurosat(root, 'test', download=True)
     assert len(dataset) == 2
     assert os.path.isdir(os.path.join(root, 'eurosat_s1', 'all_imgs'))
 
@@ -198,7 +205,7 @@ def test_unreadable_tif(root: str) -> None:
     path = os.path.join(root, 'eurosat_s1', 'all_imgs', 'Forest', 'Forest_12.tif')
     with open(path, 'wb') as f:
         f.write(b'not a tif')
-    dataset = EuroSATS1S2(root, 'val')
+    dataset = fake_eurosat(root, 'val')
     with pytest.raises(OSError, match=re.escape(f'cannot read {path}')):
         dataset[0]
 
@@ -206,7 +213,7 @@ def test_unreadable_tif(root: str) -> None:
 def test_missing_tif(root: str) -> None:
     path = os.path.join(root, 'eurosat_s2', 'all_imgs', 'SeaLake', 'SeaLake_40.tif')
     os.remove(path)
-    dataset = EuroSATS1S2(root, 'val')
+    dataset = fake_eurosat(root, 'val')
     with pytest.raises(OSError, match=re.escape(f'cannot read {path}')):
         dataset[1]
 
@@ -215,22 +222,46 @@ def test_transforms(root: str) -> None:
     def double(sample: dict[str, object]) -> dict[str, object]:
         return sample | {'image_s1': 2 * sample['image_s1']}  # type: ignore[operator]
 
-    plain = EuroSATS1S2(root, 'test')[0]
-    transformed = EuroSATS1S2(root, 'test', transforms=double)[0]
+    plain = fake_eurosat(root, 'test')[0]
+    transformed = fake_eurosat(root, 'test', transforms=double)[0]
     torch.testing.assert_close(transformed['image_s1'], 2 * plain['image_s1'])
 
 
 def test_plot_needs_rgb(root: str) -> None:
-    dataset = EuroSATS1S2(root, 'test', bands_s2=['B08'])
+    dataset = fake_eurosat(root, 'test', bands_s2=['B08'])
     with pytest.raises(RGBBandsMissingError):
         dataset.plot(dataset[0])
 
 
 def test_plot_prediction(root: str) -> None:
-    dataset = EuroSATS1S2(root, 'test', bands_s1=['VV'])
+    dataset = fake_eurosat(root, 'test', bands_s1=['VV'])
     sample = dataset[0]
     sample['image_s1'][0, 0, 0] = float('-inf')
     sample['prediction'] = torch.tensor(3)
     fig = dataset.plot(sample, show_titles=True)
     assert 'prediction: PermanentCrop' in fig.axes[0].get_title()
     plt.close()
+
+
+def test_patch_size_checked(root: str) -> None:
+    dataset = EuroSATS1S2(root, 'val')
+    path = os.path.join(root, 'eurosat_s1', 'all_imgs', 'Forest', 'Forest_12.tif')
+    with pytest.raises(
+        ValueError,
+        match=re.escape(f'{path} is 16 x 16 pixels, not the 64 x 64 of the benchmark'),
+    ):
+        dataset[dataset.ids.index('Forest_12')]
+    assert EuroSATS1S2(root, 'val', patch_size=None)[0]['image_s2'].shape == (
+        13,
+        16,
+        16,
+    )
+
+
+def test_labels_and_files_without_reading(root: str) -> None:
+    dataset = fake_eurosat(root, 'train')
+    assert dataset.labels.tolist() == [
+        int(dataset[i]['label']) for i in range(len(dataset))
+    ]
+    assert len(dataset.files()) == 2 * len(dataset)
+    assert all(os.path.isfile(p) for p in dataset.files() + dataset.split_files())

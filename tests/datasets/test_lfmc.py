@@ -2,6 +2,7 @@
 # Licensed under the MIT License.
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -266,15 +267,26 @@ class TestLFMCErrors:
         ):
             LFMC(root)
 
-    def test_empty_target(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize('value', ['', 'inf', '-inf', 'NaN'])
+    def test_missing_target(self, tmp_path: Path, value: str) -> None:
         def empty(table: pd.DataFrame) -> pd.DataFrame:
-            table.loc[1, 'percent(t)'] = ''
+            table.loc[1, 'percent(t)'] = value
             return table
 
         with pytest.raises(
-            ValueError, match=r"'percent\(t\)' is empty for sample\(s\) \[199\]"
+            ValueError,
+            match=r"training_features.csv: column 'percent\(t\)' is empty or not finite for "
+            r'sample\(s\) \[199\] \(values \[-?(nan|inf)\]\)',
         ):
             LFMC(write_edited_csv(tmp_path, empty))
+
+    def test_inf_feature_kept_for_the_normaliser(self, tmp_path: Path) -> None:
+        def infinite(table: pd.DataFrame) -> pd.DataFrame:
+            table.loc[0, 'vv(t-1)'] = '-inf'
+            return table
+
+        ds = LFMC(write_edited_csv(tmp_path, infinite))
+        assert ds[0]['image_s1'][2, 0] == -math.inf
 
     def test_empty_feature_is_nan(self, tmp_path: Path) -> None:
         def empty(table: pd.DataFrame) -> pd.DataFrame:

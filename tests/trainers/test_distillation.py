@@ -32,7 +32,7 @@ def teacher_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
         default_root_dir=str(root),
     )
     datamodule = SyntheticMultiSensorDataModule(
-        num_samples=64, modalities=MODALITIES, batch_size=16, num_folds=4
+        num_samples=64, modality_kinds=MODALITIES, batch_size=16, num_folds=4
     )
     trainer.fit(FeatureFusionTask(**task_args('multiclass')), datamodule)
     return checkpoint.best_model_path
@@ -117,7 +117,7 @@ def test_checkpoint_teacher_frozen(teacher_checkpoint: str, tmp_path: Path) -> N
     assert not any(p.requires_grad for p in model.teacher.parameters())
     mode = _TeacherMode()
     datamodule = SyntheticMultiSensorDataModule(
-        num_samples=64, modalities=MODALITIES, batch_size=16, num_folds=4
+        num_samples=64, modality_kinds=MODALITIES, batch_size=16, num_folds=4
     )
     trainer = Trainer(
         max_epochs=1,
@@ -166,7 +166,7 @@ def test_checkpoint_reloads_without_the_teacher_file(
         default_root_dir=str(tmp_path),
     )
     datamodule = SyntheticMultiSensorDataModule(
-        num_samples=64, modalities=MODALITIES, batch_size=16, num_folds=4
+        num_samples=64, modality_kinds=MODALITIES, batch_size=16, num_folds=4
     )
     trainer.fit(model, datamodule)
     saved = tmp_path / 'student.ckpt'

@@ -73,7 +73,7 @@ def fit_and_score(
     """Train one epoch on tiny synthetic data, then score the test fold in every scenario."""
     datamodule = SyntheticMultiSensorDataModule(
         num_samples=64,
-        modalities=MODALITIES,
+        modality_kinds=MODALITIES,
         task=task_type,
         num_classes=4,
         num_labels=5,

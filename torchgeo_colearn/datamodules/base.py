@@ -3,31 +3,40 @@
 
 """Base classes for multi-modal datamodules."""
 
-import json
-import os
 from abc import abstractmethod
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any, get_args
 
 import kornia.augmentation as K
 import numpy as np
 import torch
-from torch import Tensor
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    Dataset,
-    RandomSampler,
-    SequentialSampler,
-)
+from torch import Tensor, nn
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
 from torchgeo.datamodules import NonGeoDataModule
 from torchgeo.datasets import NonGeoDataset
 
-from ..batch import channel_axis, image_key, modalities_in
+from ..batch import IMAGE_PREFIX, image_key, modalities_in
+from ..cache import CacheKey
+from ..channel_stats import (
+    Stats,
+    StatsMode,
+    cached_stats,
+    modality_stats,
+    stats_from_json,
+    stats_to_json,
+)
 from ..datasets.tensor import TensorMultiModalDataset
-from ..transforms import ModalityNormalizer, stats_from_tensors
+from ..labels import check_labels
+from ..metrics import TaskType
+from ..transforms import ModalityNormalizer
+from .utils import BatchView, SelectModalities, current_split, ids_of, labels_of
 
-Stats = dict[str, tuple[Tensor, Tensor]]
+#: Bumped whenever the statistics or their cache file change, to invalidate old caches.
+_STATS_FORMAT = 2
+
+#: Attributes of a datamodule that choose its splits, named when a split is too small.
+_SPLIT_OPTIONS = ('fold', 'num_folds', 'seed', 'val_is_test')
 
 
 #: ``group_by`` value that groups samples by cells of a latitude / longitude grid.
@@ -182,15 +191,34 @@ class MultiModalDataModule(NonGeoDataModule):
 
     Compared with :class:`~torchgeo.datamodules.NonGeoDataModule` it
 
-    * normalises each modality with its own per-channel, NaN-aware statistics computed on the training
-      split only (:class:`~torchgeo_colearn.transforms.ModalityNormalizer`), on the device after the
-      batch transfer; NaN become 0 with a validity mask when *fill_nan* is set;
-    * applies kornia geometric augmentations during training to the (B, C, H, W) image modalities only,
-      with the same parameters for all the co-registered images of a sample; time series and vectors
-      are never augmented;
+    * follows TorchGeo's augmentation protocol per split, then normalises each modality on its own:
+      on the device after the batch transfer, ``train_aug``, ``val_aug``, ``test_aug`` or
+      ``predict_aug`` (falling back to ``aug``, as
+      :meth:`~torchgeo.datamodules.BaseDataModule.on_after_batch_transfer` does) is applied to the
+      (B, C, H, W) image modalities, with the same parameters for all the co-registered images of
+      a sample; time series and vectors are never augmented. The default ``train_aug`` flips
+      (*augment*), the default ``aug`` does nothing (TorchGeo's default divides by 255). Then each
+      modality is z-scored with its own per-channel, NaN-aware statistics computed on the training
+      split only (:class:`~torchgeo_colearn.transforms.ModalityNormalizer`); NaN and ``inf``
+      become 0 with a validity mask when *fill_nan* is set;
+    * computes the statistics with :func:`~torchgeo_colearn.channel_stats.modality_stats`, as
+      moments or robust (*stats*), warning about channels that extreme values squash, and caches
+      them in a file named after a hash of the training files, split lists and options
+      (:meth:`stats_cache_key`) when the subclass reads files;
+    * keeps only the *modalities* asked for in the batches (and their statistics);
+    * checks at setup that the labels fit the datamodule's task (:attr:`label_task`,
+      :attr:`num_classes`), and for training that the training split and batches hold at least 2
+      samples (batch normalisation); the last training batch is dropped when incomplete, so no
+      training batch holds a single sample;
     * loads :class:`~torchgeo_colearn.datasets.TensorMultiModalDataset` splits a whole batch at a time;
     * saves the statistics in its state dict, so that checkpoints carry them.
     """
+
+    #: Task the labels are for, checked at setup; None checks only that float labels are finite.
+    label_task: TaskType | None = None
+
+    #: Classes (binary, multiclass) or labels (multilabel) the labels are checked against.
+    num_classes: int | None = None
 
     def __init__(
         self,
@@ -199,22 +227,42 @@ class MultiModalDataModule(NonGeoDataModule):
         num_workers: int = 0,
         augment: bool = True,
         fill_nan: bool = True,
+        *,
+        modalities: Sequence[str] | None = None,
+        stats: StatsMode = 'moments',
         **kwargs: Any,
     ) -> None:
         """Initialize a new MultiModalDataModule instance.
 
         Args:
             dataset_class: Dataset class to instantiate.
-            batch_size: Size of each mini-batch.
+            batch_size: Size of each mini-batch; at least 2 for training (batch normalisation).
             num_workers: Number of workers for parallel data loading.
             augment: Apply random flips to image modalities during training.
-            fill_nan: Replace NaN by 0 after normalisation and mark invalid time steps; when False, NaN
-                reach the model, which raises.
+            fill_nan: Replace NaN and inf by 0 after normalisation and mark invalid time steps; when
+                False, they reach the model as NaN, which raises.
+            modalities: Modalities to keep in the batches (and to compute statistics for), e.g.
+                ``['s1']`` to train a model on one sensor alone; None keeps every modality.
+            stats: Normalisation statistics: ``'moments'`` (mean, standard deviation) or
+                ``'robust'`` (median, 1.4826 x median absolute deviation, insensitive to a few
+                extreme values).
             **kwargs: Passed to *dataset_class*.
+
+        Raises:
+            ValueError: If *modalities* is empty or a string, or *stats* is unknown.
         """
+        if modalities is not None and (isinstance(modalities, str) or not modalities):
+            msg = f'modalities must be a non-empty list of modality names or None, got {modalities!r}'
+            raise ValueError(msg)
+        if stats not in get_args(StatsMode):
+            msg = f'stats must be one of {get_args(StatsMode)}, got {stats!r}'
+            raise ValueError(msg)
         super().__init__(dataset_class, batch_size, num_workers, **kwargs)
         self.augment = augment
         self.fill_nan = fill_nan
+        self.selected_modalities = None if modalities is None else tuple(modalities)
+        self.stats_mode = stats
+        self.aug: Callable[[dict[str, Tensor]], dict[str, Tensor]] = nn.Identity()
         self.train_aug = _flip_augmentation() if augment else None
         self.normalizer: ModalityNormalizer | None = None
         self._stats: Stats | None = None
@@ -222,6 +270,21 @@ class MultiModalDataModule(NonGeoDataModule):
     @property
     def modalities(self) -> tuple[str, ...]:
         """The modalities of the batches.
+
+        Returns:
+            Modality names, in the order of the data; only the selected ones when *modalities* was
+            given.
+
+        Raises:
+            RuntimeError: If called before :meth:`setup`.
+        """
+        available = self._available_modalities()
+        if self.selected_modalities is None:
+            return available
+        return tuple(m for m in available if m in self.selected_modalities)
+
+    def _available_modalities(self) -> tuple[str, ...]:
+        """List the modalities the data provides, before any selection.
 
         Returns:
             Modality names.
@@ -233,27 +296,52 @@ class MultiModalDataModule(NonGeoDataModule):
         if dataset is None:
             msg = f'{type(self).__name__}.modalities is known only after setup()'
             raise RuntimeError(msg)
+        if isinstance(dataset, TensorMultiModalDataset):
+            return dataset.modalities
         return modalities_in(dataset[0])
+
+    def stats_cache_key(self) -> CacheKey | None:
+        """Say what the statistics of the training split depend on, to cache them.
+
+        Subclasses that read files return the directory of the cache, the files of the training
+        split, the split lists and the options that change the statistics; the base class adds the
+        statistics mode, the modality selection and the cache format. In-memory datamodules return
+        None (the default), since their statistics cost one tensor reduction.
+
+        Returns:
+            The key of the cache, or None for no cache.
+        """
+        return None
 
     def stats_path(self) -> str | None:
         """Return the file caching the normalisation statistics, if any.
 
-        Subclasses that read files return a path under their data root; in-memory datamodules return
-        None, since their statistics cost one tensor reduction.
-
         Returns:
-            A JSON path, or None for no cache.
+            A JSON path named after the hash of :meth:`stats_cache_key`, or None for no cache.
         """
-        return None
+        key = self.stats_cache_key()
+        if key is None:
+            return None
+        selection = self.selected_modalities
+        options = {
+            **key.options,
+            'format': _STATS_FORMAT,
+            'stats': self.stats_mode,
+            'modalities': None if selection is None else sorted(selection),
+        }
+        return replace(key, options=options).path('.json')
 
     def compute_stats(self) -> Stats:
-        """Compute the normalisation statistics on the training split.
+        """Compute the normalisation statistics of the selected modalities on the training split.
 
         Returns:
             Modality mapped to (mean, std) of shape (C,).
 
         Raises:
             RuntimeError: If there is no training split.
+
+        Warns:
+            ChannelStatsWarning: For a channel without finite values or squashed by extreme values.
         """
         dataset = self.train_dataset
         if dataset is None:
@@ -261,31 +349,35 @@ class MultiModalDataModule(NonGeoDataModule):
                 f'{type(self).__name__} has no training split to compute statistics on'
             )
             raise RuntimeError(msg)
+        batches: Any
         if isinstance(dataset, TensorMultiModalDataset):
-            return stats_from_tensors(dataset.tensors, dataset.modalities)
-        return _streamed_stats(
-            DataLoader(
+            batches = [
+                {
+                    **{
+                        k: v
+                        for k, v in dataset.tensors.items()
+                        if k.startswith(IMAGE_PREFIX)
+                    },
+                    'id': dataset.ids,
+                }
+            ]
+        else:
+            batches = DataLoader(
                 dataset,
                 batch_size=self.batch_size,
                 num_workers=self.num_workers,
-                collate_fn=self.collate_fn,
+                collate_fn=self._collate_fn(),
             )
-        )
+        return modality_stats(batches, self.selected_modalities, self.stats_mode)
 
     def _ensure_normalizer(self) -> None:
-        """Build the normaliser from cached, loaded or freshly computed statistics."""
+        """Build the normaliser from loaded, cached or freshly computed statistics."""
         if self._stats is None:
-            path = self.stats_path()
-            if path is not None and os.path.exists(path):
-                self._stats = _read_stats(path)
-            else:
-                self._stats = self.compute_stats()
-                if path is not None:
-                    _write_stats(path, self._stats)
+            self._stats = cached_stats(self.stats_path(), self.compute_stats)
         self.normalizer = ModalityNormalizer(self._stats, fill_nan=self.fill_nan)
 
     def setup(self, stage: str) -> None:
-        """Set up the splits, then the normaliser.
+        """Set up and check the splits, then the normaliser.
 
         Subclasses set ``train_dataset`` and friends in :meth:`setup_splits`; the statistics always come
         from the training split, whatever the stage.
@@ -294,6 +386,10 @@ class MultiModalDataModule(NonGeoDataModule):
             stage: Either 'fit', 'validate', 'test' or 'predict'.
         """
         self.setup_splits(stage)
+        self._check_modalities()
+        if stage == 'fit':
+            self._check_training_size()
+        self._check_labels()
         self._ensure_normalizer()
 
     @abstractmethod
@@ -306,11 +402,99 @@ class MultiModalDataModule(NonGeoDataModule):
             stage: Either 'fit', 'validate', 'test' or 'predict'.
         """
 
+    def _check_modalities(self) -> None:
+        """Check that the selected modalities exist in the data.
+
+        Raises:
+            ValueError: If a selected modality is not in the data; the message lists the available
+                ones.
+        """
+        if self.selected_modalities is None:
+            return
+        available = self._available_modalities()
+        unknown = [m for m in self.selected_modalities if m not in available]
+        if unknown:
+            msg = (
+                f'{type(self).__name__}: modalities {unknown} are not in the data; available '
+                f'modalities: {list(available)}'
+            )
+            raise ValueError(msg)
+
+    def _check_training_size(self) -> None:
+        """Check that training batches can hold at least 2 samples (batch normalisation).
+
+        Raises:
+            ValueError: If the training split has fewer than 2 samples or the training batch size
+                is below 2.
+        """
+        name = type(self).__name__
+        size = len(self.train_dataset)  # type: ignore[arg-type]
+        if size < 2:
+            options = ', '.join(
+                f'{option}={getattr(self, option)!r}'
+                for option in _SPLIT_OPTIONS
+                if hasattr(self, option)
+            )
+            msg = (
+                f'{name}: the train split has {size} sample(s)'
+                + (f' ({options})' if options else '')
+                + '; training needs at least 2 (the batch normalisation of the models fails on '
+                'a batch of one sample). Give the split more data, e.g. fewer folds.'
+            )
+            raise ValueError(msg)
+        batch_size = (
+            self.batch_size if self.train_batch_size is None else self.train_batch_size
+        )
+        if batch_size < 2:
+            msg = (
+                f'{name}: batch_size={batch_size} for training; the batch normalisation of the '
+                'models needs batches of at least 2 samples. Set batch_size to 2 or more.'
+            )
+            raise ValueError(msg)
+
+    def _check_labels(self) -> None:
+        """Check the labels of every split against :attr:`label_task` and :attr:`num_classes`.
+
+        Only splits whose labels are known without reading the samples are checked (in-memory
+        datasets and datasets with a ``labels`` tensor).
+
+        Raises:
+            ValueError: If a label does not fit the task; the message names the split, the sample
+                and the value.
+        """
+        checked: list[object] = []
+        for split in ('train', 'val', 'test', 'predict'):
+            dataset = getattr(self, f'{split}_dataset')
+            if dataset is None or any(dataset is d for d in checked):
+                continue
+            checked.append(dataset)
+            labels = labels_of(dataset)
+            if labels is not None:
+                check_labels(
+                    labels,
+                    self.label_task,
+                    self.num_classes,
+                    f"{type(self).__name__}, {split} split, 'label'",
+                    ids_of(dataset),
+                )
+
+    def _collate_fn(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+        """Return the collate function, dropping the modalities that are not selected.
+
+        Returns:
+            :attr:`collate_fn`, wrapped when *modalities* was given.
+        """
+        collate: Callable[[list[dict[str, Any]]], dict[str, Any]] = self.collate_fn
+        if self.selected_modalities is None:
+            return collate
+        return SelectModalities(collate, self.selected_modalities)
+
     def _dataloader_factory(self, split: str) -> DataLoader[dict[str, Tensor]]:
         """Build a dataloader, batching in-memory datasets without per-sample collation.
 
-        The last incomplete training batch is dropped (batch normalisation needs more than one sample)
-        unless the split is smaller than one batch, so that tiny splits still train.
+        The last incomplete training batch is dropped unless the split is smaller than one batch,
+        so that tiny splits still train; with the checks of :meth:`setup`, no training batch holds
+        a single sample.
 
         Args:
             split: Either 'train', 'val', 'test' or 'predict'.
@@ -325,13 +509,14 @@ class MultiModalDataModule(NonGeoDataModule):
         if isinstance(dataset, TensorMultiModalDataset):
             order = RandomSampler(dataset) if train else SequentialSampler(dataset)
             sampler = BatchSampler(order, batch_size, drop_last=drop_last)
-            return DataLoader(_BatchView(dataset), batch_size=None, sampler=sampler)
+            view = BatchView(dataset, self.selected_modalities)
+            return DataLoader(view, batch_size=None, sampler=sampler)
         return DataLoader(
             dataset,
             batch_size=batch_size,
             shuffle=train,
             num_workers=self.num_workers,
-            collate_fn=self.collate_fn,
+            collate_fn=self._collate_fn(),
             drop_last=drop_last,
             persistent_workers=self.num_workers > 0,
         )
@@ -339,7 +524,10 @@ class MultiModalDataModule(NonGeoDataModule):
     def on_after_batch_transfer(
         self, batch: dict[str, Tensor], dataloader_idx: int
     ) -> dict[str, Tensor]:
-        """Augment (training only) and normalise a batch on the device.
+        """Augment the image modalities with the split's augmentation, then normalise, on the device.
+
+        The augmentation is TorchGeo's choice: ``<split>_aug`` of the trainer's current stage, or
+        ``aug`` if that is None; none without a trainer.
 
         Args:
             batch: A batch of data, already on the device.
@@ -348,16 +536,16 @@ class MultiModalDataModule(NonGeoDataModule):
         Returns:
             The augmented, normalised batch.
         """
-        if (
-            self.trainer is not None
-            and self.trainer.training
-            and self.train_aug is not None
-        ):
+        split = current_split(self.trainer)
+        if split is not None:
+            aug = self._valid_attribute(f'{split}_aug', 'aug')
             images = {
-                k: v for k, v in batch.items() if k.startswith('image_') and v.ndim == 4
+                k: v
+                for k, v in batch.items()
+                if k.startswith(IMAGE_PREFIX) and isinstance(v, Tensor) and v.ndim == 4
             }
             if images:
-                batch.update(self.train_aug(images))
+                batch.update(aug(images))
         if self.normalizer is None:
             self._ensure_normalizer()
         assert self.normalizer is not None
@@ -379,8 +567,9 @@ class MultiModalDataModule(NonGeoDataModule):
         if dataset is None:
             msg = f'{type(self).__name__} has no training split'
             raise RuntimeError(msg)
-        if isinstance(dataset, TensorMultiModalDataset):
-            return dataset.tensors['label']
+        labels = labels_of(dataset)
+        if labels is not None:
+            return labels
         size = len(dataset)  # type: ignore[arg-type]
         return torch.stack([torch.as_tensor(dataset[i]['label']) for i in range(size)])
 
@@ -424,7 +613,7 @@ class MultiModalDataModule(NonGeoDataModule):
         """
         if self._stats is None:
             return {}
-        return {'stats': _stats_to_json(self._stats)}
+        return {'stats': stats_to_json(self._stats)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore the normalisation statistics from a checkpoint.
@@ -433,7 +622,7 @@ class MultiModalDataModule(NonGeoDataModule):
             state_dict: A dict returned by :meth:`state_dict`.
         """
         if 'stats' in state_dict:
-            self._stats = _stats_from_json(state_dict['stats'])
+            self._stats = stats_from_json(state_dict['stats'])
             self.normalizer = ModalityNormalizer(self._stats, fill_nan=self.fill_nan)
 
 
@@ -599,71 +788,3 @@ class KFoldDataModule(MultiModalDataModule):
             count = len(indices) if groups is None else len(np.unique(groups[indices]))
             summary[split] = {'groups': count, 'samples': len(indices)}
         return summary
-
-
-class _BatchView(Dataset[dict[str, Any]]):
-    """Index an in-memory dataset with a list of indices to get a whole batch."""
-
-    def __init__(self, dataset: TensorMultiModalDataset) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, indices: list[int]) -> dict[str, Any]:
-        return self.dataset.batch(indices)
-
-
-def _streamed_stats(loader: DataLoader[dict[str, Tensor]]) -> Stats:
-    """Accumulate NaN-aware per-channel moments over a dataloader.
-
-    Args:
-        loader: Dataloader over the training split.
-
-    Returns:
-        Modality mapped to (mean, std).
-    """
-    moments: dict[str, list[Tensor]] = {}
-    for batch in loader:
-        for modality in modalities_in(batch):
-            x = batch[image_key(modality)]
-            axis = channel_axis(x.ndim - 1) + 1
-            values = x.movedim(axis, -1).reshape(-1, x.shape[axis]).double()
-            finite = torch.isfinite(values)
-            values = torch.where(finite, values, 0)
-            update = [finite.sum(0).double(), values.sum(0), (values**2).sum(0)]
-            if modality in moments:
-                moments[modality] = [a + b for a, b in zip(moments[modality], update)]
-            else:
-                moments[modality] = update
-    stats = {}
-    for modality, (count, total, squares) in moments.items():
-        mean = total / count.clamp(min=1)
-        std = (squares / count.clamp(min=1) - mean**2).clamp(min=0).sqrt()
-        std = torch.where((count == 0) | (std < 1e-12), torch.ones_like(std), std)
-        stats[modality] = (mean.float(), std.float())
-    return stats
-
-
-def _stats_to_json(stats: Stats) -> dict[str, dict[str, list[float]]]:
-    return {
-        m: {'mean': mean.tolist(), 'std': std.tolist()}
-        for m, (mean, std) in stats.items()
-    }
-
-
-def _stats_from_json(data: dict[str, dict[str, list[float]]]) -> Stats:
-    return {
-        m: (torch.tensor(v['mean']), torch.tensor(v['std'])) for m, v in data.items()
-    }
-
-
-def _read_stats(path: str) -> Stats:
-    with open(path) as f:
-        return _stats_from_json(json.load(f))
-
-
-def _write_stats(path: str, stats: Stats) -> None:
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    with open(path, 'w') as f:
-        json.dump(_stats_to_json(stats), f, indent=1)

@@ -3,8 +3,10 @@
 
 """CropHarvest datamodule: 10-fold cross-validation of the crop / non-crop and crop-group tasks."""
 
+from collections.abc import Sequence
 from typing import Literal
 
+from ..channel_stats import StatsMode
 from ..datasets.cropharvest import CROP_GROUPS, CROP_OR_NOT, CropHarvestMultiModal
 from ..datasets.tensor import TensorMultiModalDataset
 from .base import KFoldDataModule
@@ -36,6 +38,8 @@ class CropHarvestDataModule(KFoldDataModule):
         block_size: float = 0.5,
         download: bool = False,
         checksum: bool = False,
+        modalities: Sequence[str] | None = None,
+        stats: StatsMode = 'moments',
     ) -> None:
         """Initialize a new CropHarvestDataModule instance.
 
@@ -59,6 +63,10 @@ class CropHarvestDataModule(KFoldDataModule):
             block_size: Cell size in degrees of ``group_by='latlon_block'``.
             download: If True, download the dataset when it is missing from *root*.
             checksum: If True, check the MD5 of the downloaded files.
+            modalities: Output modalities to keep in the batches, e.g. ``['s1']`` to train on
+                Sentinel-1 alone; None keeps them all.
+            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
+                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
         """
         super().__init__(
             CropHarvestMultiModal,
@@ -71,6 +79,8 @@ class CropHarvestDataModule(KFoldDataModule):
             augment=False,
             group_by=group_by,
             block_size=block_size,
+            modalities=modalities,
+            stats=stats,
             root=root,
             task=task,
             modality_groups=modality_groups,
@@ -79,6 +89,8 @@ class CropHarvestDataModule(KFoldDataModule):
             checksum=checksum,
         )
         self.classes = CROP_OR_NOT if task == 'binary' else CROP_GROUPS
+        self.label_task = task
+        self.num_classes = len(self.classes)
 
     def load_dataset(self) -> TensorMultiModalDataset:
         """Load every sample of the selected task into memory.

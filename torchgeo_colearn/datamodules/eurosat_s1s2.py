@@ -3,10 +3,11 @@
 
 """EuroSAT S1+S2 datamodule."""
 
-import os
 from collections.abc import Sequence
 from typing import Literal
 
+from ..cache import CacheKey
+from ..channel_stats import StatsMode
 from ..datasets.eurosat_s1s2 import EuroSATS1S2
 from .base import MultiModalDataModule
 
@@ -18,9 +19,13 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
     hold ``image_s1`` (B, len(bands_s1), 64, 64) and ``image_s2`` (B, len(bands_s2), 64, 64), each
     z-scored per band with statistics of the training split, plus ``label``, ``lat``, ``lon`` and
     ``id``. The statistics are computed once (one pass over the 16,200 training pairs) and cached in
-    :meth:`stats_path`; delete that file to recompute them. During training, random horizontal and
-    vertical flips are applied with the same parameters to both images of a sample.
+    :meth:`stats_path`, a file named after a hash of the training GeoTIFFs, the split lists and the
+    options, so that a changed file or split list gives a new cache. During training, random
+    horizontal and vertical flips are applied with the same parameters to both images of a sample.
     """
+
+    label_task = 'multiclass'
+    num_classes = len(EuroSATS1S2.classes)
 
     def __init__(
         self,
@@ -33,6 +38,9 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
         augment: bool = True,
         on_mismatch: Literal['raise', 'intersect'] = 'raise',
         checksum: bool = False,
+        patch_size: int | None = EuroSATS1S2.benchmark_patch_size,
+        modalities: Sequence[str] | None = None,
+        stats: StatsMode = 'moments',
     ) -> None:
         """Initialize a new EuroSATS1S2DataModule instance.
 
@@ -49,16 +57,25 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
             on_mismatch: What to do if the S1 and S2 split files list different samples: 'raise' or
                 keep the 'intersect' (see :class:`~torchgeo_colearn.datasets.EuroSATS1S2`).
             checksum: Check the MD5 of the downloaded zips.
+            patch_size: Height and width every patch must have, in pixels (the benchmark's 64); a
+                patch of another size is an error naming the file; None accepts any size.
+            modalities: Modalities to keep in the batches, ``['s1']`` or ``['s2']`` to train on one
+                sensor alone; None keeps both.
+            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
+                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
         """
         super().__init__(
             EuroSATS1S2,
             batch_size,
             num_workers,
             augment,
+            modalities=modalities,
+            stats=stats,
             root=root,
             bands_s1=bands_s1,
             bands_s2=bands_s2,
             on_mismatch=on_mismatch,
+            patch_size=patch_size,
             download=download,
             checksum=checksum,
         )
@@ -70,12 +87,22 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
             EuroSATS1S2.all_bands_s2 if bands_s2 is None else tuple(bands_s2)
         )
 
-    def stats_path(self) -> str:
-        """Return the file caching the training-split statistics of the selected bands.
+    def stats_cache_key(self) -> CacheKey:
+        """Say what the training-split statistics depend on.
 
         Returns:
-            ``<root>/eurosat_s1s2_stats_s1-<bands>_s2-<bands>.json``, with ``all`` for all bands.
+            A key under *root* named ``eurosat_s1s2_stats_s1-<bands>_s2-<bands>`` (``all`` for all
+            bands), over the S1 and S2 GeoTIFFs of the training split, both training split lists
+            and the band and mismatch options.
+
+        Raises:
+            RuntimeError: If called before :meth:`setup`.
         """
+        train = self.train_dataset
+        if train is None:
+            msg = f'{type(self).__name__}.stats_cache_key() is known only after setup()'
+            raise RuntimeError(msg)
+        assert isinstance(train, EuroSATS1S2)
         tags = [
             f'{modality}-' + ('all' if bands == all_bands else '-'.join(bands))
             for modality, bands, all_bands in (
@@ -83,7 +110,17 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
                 ('s2', self.bands_s2, EuroSATS1S2.all_bands_s2),
             )
         ]
-        return os.path.join(self.root, f'eurosat_s1s2_stats_{"_".join(tags)}.json')
+        return CacheKey(
+            self.root,
+            f'eurosat_s1s2_stats_{"_".join(tags)}',
+            options={
+                'bands_s1': list(self.bands_s1),
+                'bands_s2': list(self.bands_s2),
+                'on_mismatch': self.kwargs['on_mismatch'],
+            },
+            files=train.files(),
+            whole_files=train.split_files(),
+        )
 
     def setup_splits(self, stage: str) -> None:
         """Set up the official splits needed by *stage* (always the training split, for statistics).

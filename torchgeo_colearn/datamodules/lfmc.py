@@ -5,6 +5,7 @@
 
 from collections.abc import Mapping, Sequence
 
+from ..channel_stats import StatsMode
 from ..datasets.lfmc import LFMC, Source
 from ..datasets.tensor import TensorMultiModalDataset
 from .base import KFoldDataModule
@@ -17,8 +18,11 @@ class LFMCDataModule(KFoldDataModule):
     then split at sample level into *num_folds* random folds, as MDiCo does, or, with
     ``group_by='site'``, into folds that keep every site whole (spatial cross-validation). Each modality is
     z-scored per channel with statistics of the training folds; the regression target is left in %
-    (the task standardises it with :meth:`target_stats`).
+    (the task standardises it with :meth:`target_stats`). The targets are checked at setup: a
+    missing or non-finite target is an error naming the sample.
     """
+
+    label_task = 'regression'
 
     def __init__(
         self,
@@ -33,6 +37,8 @@ class LFMCDataModule(KFoldDataModule):
         val_is_test: bool = False,
         group_by: str | None = None,
         block_size: float = 0.5,
+        modalities: Sequence[str] | None = None,
+        stats: StatsMode = 'moments',
     ) -> None:
         """Initialize a new LFMCDataModule instance.
 
@@ -53,6 +59,10 @@ class LFMCDataModule(KFoldDataModule):
             group_by: None for random sample-level folds; ``'site'`` or ``'latlon_block'``
                 (cells of *block_size* degrees) to keep each group in one fold (spatial CV).
             block_size: Cell size in degrees of ``group_by='latlon_block'``.
+            modalities: Returned modalities to keep in the batches, e.g. ``['s1']`` to train on
+                Sentinel-1 alone; None keeps them all.
+            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
+                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
         """
         super().__init__(
             LFMC,
@@ -65,6 +75,8 @@ class LFMCDataModule(KFoldDataModule):
             augment=False,
             group_by=group_by,
             block_size=block_size,
+            modalities=modalities,
+            stats=stats,
             root=root,
             source=source,
             modality_groups=modality_groups,

@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..channel_stats import StatsMode
 from ..datasets.presto import (
     AlgaeBlooms,
     FuelMoisture,
@@ -64,6 +65,8 @@ class PrestoDataModule(KFoldDataModule):
         val_is_test: bool = False,
         group_by: str | None = None,
         block_size: float = 0.5,
+        modalities: Sequence[str] | None = None,
+        stats: StatsMode = 'moments',
     ) -> None:
         """Initialize a new PrestoDataModule instance.
 
@@ -84,6 +87,10 @@ class PrestoDataModule(KFoldDataModule):
             group_by: None for sample-level folds; ``'site'`` (when the folder has ``site.npy``),
                 another per-sample attribute, or ``'latlon_block'`` to keep groups in one fold.
             block_size: Cell size in degrees of ``group_by='latlon_block'``.
+            modalities: Output modalities to keep in the batches, e.g. ``['s1']`` to train on
+                Sentinel-1 alone; None keeps them all.
+            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
+                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
 
         Raises:
             ValueError: If *split* is unknown.
@@ -102,6 +109,8 @@ class PrestoDataModule(KFoldDataModule):
             augment=False,
             group_by=group_by,
             block_size=block_size,
+            modalities=modalities,
+            stats=stats,
             root=root,
             task=task,
             modality_groups=dict(modality_groups or FOUR_SENSORS),
@@ -181,50 +190,16 @@ class FuelMoistureDataModule(PrestoDataModule):
 
     dataset_class = FuelMoisture
 
-    def __init__(
-        self,
-        root: str = 'data',
-        modality_groups: Mapping[str, Sequence[str]] | None = None,
-        split: PrestoSplit = 'shipped',
-        batch_size: int = 32,
-        num_workers: int = 0,
-        fold: int = 0,
-        num_folds: int = 10,
-        seed: int = 10,
-        val_is_test: bool = False,
-        group_by: str | None = 'site',
-        block_size: float = 0.5,
-    ) -> None:
+    def __init__(self, *, group_by: str | None = 'site', **kwargs: Any) -> None:
         """Initialize a new FuelMoistureDataModule instance.
 
         Args:
-            root: Directory of the NumPy files (``presto_fuel_moisture``).
-            modality_groups: Output modality mapped to base modalities; default :data:`FOUR_SENSORS`.
-            split: ``'shipped'`` (site-level train / test) or ``'kfold'``.
-            batch_size: Size of each mini-batch.
-            num_workers: Unused by the in-memory loaders; kept for the common datamodule signature.
-            fold: Validation fold (``'shipped'``) or test fold (``'kfold'``).
-            num_folds: Number of folds.
-            seed: Seed of the fold assignment.
-            val_is_test: Validate (and early-stop) on the test set.
             group_by: ``'site'`` (default: whole sites per fold, as the shipped split), None for
                 sample-level folds, or ``'latlon_block'``.
-            block_size: Cell size in degrees of ``group_by='latlon_block'``.
+            **kwargs: The arguments of :class:`PrestoDataModule` but ``task`` (regression); ``root``
+                is the folder of ``presto_fuel_moisture``.
         """
-        super().__init__(
-            root,
-            'regression',
-            modality_groups,
-            split,
-            batch_size,
-            num_workers,
-            fold,
-            num_folds,
-            seed,
-            val_is_test,
-            group_by,
-            block_size,
-        )
+        super().__init__(task='regression', group_by=group_by, **kwargs)
 
 
 class AlgaeBloomsDataModule(PrestoDataModule):
@@ -239,48 +214,13 @@ class AlgaeBloomsDataModule(PrestoDataModule):
 
     dataset_class = AlgaeBlooms
 
-    def __init__(
-        self,
-        root: str = 'data',
-        task: PrestoTask = 'multiclass',
-        modality_groups: Mapping[str, Sequence[str]] | None = None,
-        split: PrestoSplit = 'shipped',
-        batch_size: int = 32,
-        num_workers: int = 0,
-        fold: int = 0,
-        num_folds: int = 10,
-        seed: int = 10,
-        val_is_test: bool = False,
-        group_by: str | None = None,
-        block_size: float = 0.5,
-    ) -> None:
+    def __init__(self, *, task: PrestoTask = 'multiclass', **kwargs: Any) -> None:
         """Initialize a new AlgaeBloomsDataModule instance.
 
         Args:
-            root: Directory of the NumPy files (``presto_algae_blooms``).
             task: ``'multiclass'`` (5 severities) or ``'regression'`` (severity 1 to 5 as a value).
-            modality_groups: Output modality mapped to base modalities; default :data:`FOUR_SENSORS`.
-            split: ``'shipped'`` or ``'kfold'``.
-            batch_size: Size of each mini-batch.
-            num_workers: Unused by the in-memory loaders; kept for the common datamodule signature.
-            fold: Validation fold (``'shipped'``) or test fold (``'kfold'``).
-            num_folds: Number of folds.
-            seed: Seed of the fold assignment.
-            val_is_test: Validate (and early-stop) on the test set.
-            group_by: None (sample-level folds) or ``'latlon_block'`` for spatial folds.
-            block_size: Cell size in degrees of ``group_by='latlon_block'``.
+            **kwargs: The arguments of :class:`PrestoDataModule`; ``root`` is the folder of
+                ``presto_algae_blooms``, ``group_by`` None (sample-level folds) or
+                ``'latlon_block'`` for spatial folds.
         """
-        super().__init__(
-            root,
-            task,
-            modality_groups,
-            split,
-            batch_size,
-            num_workers,
-            fold,
-            num_folds,
-            seed,
-            val_is_test,
-            group_by,
-            block_size,
-        )
+        super().__init__(task=task, **kwargs)

@@ -3,8 +3,11 @@
 
 """Datamodule of the embedded synthetic multi-sensor benchmark."""
 
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
+from ..channel_stats import StatsMode
 from ..datasets.synthetic import DEFAULT_MODALITIES, ModalityKind, SyntheticMultiSensor
 from ..datasets.tensor import TensorMultiModalDataset
 from ..metrics import TaskType
@@ -21,7 +24,7 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
     def __init__(
         self,
         num_samples: int = 2000,
-        modalities: dict[str, ModalityKind] = DEFAULT_MODALITIES,
+        modality_kinds: dict[str, ModalityKind] = DEFAULT_MODALITIES,
         task: TaskType = 'multiclass',
         num_classes: int = 4,
         num_labels: int = 5,
@@ -38,12 +41,15 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
         num_folds: int = 5,
         val_is_test: bool = False,
         augment: bool = True,
+        modalities: list[str] | dict[str, ModalityKind] | None = None,
+        stats: StatsMode = 'moments',
     ) -> None:
         """Initialize a new SyntheticMultiSensorDataModule instance.
 
         Args:
             num_samples: Number of samples, all folds together.
-            modalities: Modality name mapped to 'timeseries', 'vector' or 'image'; 2 to 5 modalities.
+            modality_kinds: Generated modalities: name mapped to 'timeseries', 'vector' or 'image';
+                2 to 5 modalities.
             task: 'binary', 'multiclass', 'multilabel' or 'regression'.
             num_classes: Number of classes (multiclass).
             num_labels: Number of labels (multilabel).
@@ -60,10 +66,24 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
             num_folds: Number of folds.
             val_is_test: Validate on the test fold (the MDiCo authors' protocol).
             augment: Apply random flips to image modalities during training.
+            modalities: Generated modalities to keep in the batches, e.g. ``['s1']`` to train on
+                one alone (the data of each modality does not depend on this selection); None keeps
+                them all. A mapping is the former spelling of *modality_kinds*, still accepted with
+                a DeprecationWarning.
+            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
+                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
         """
+        if isinstance(modalities, Mapping):
+            warnings.warn(
+                'SyntheticMultiSensorDataModule(modalities={name: kind}) is deprecated: pass the '
+                'generated modalities as modality_kinds; modalities now selects among them',
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            modality_kinds, modalities = dict(modalities), None
         dataset_args: dict[str, Any] = {
             'num_samples': num_samples,
-            'modalities': modalities,
+            'modalities': modality_kinds,
             'task': task,
             'num_classes': num_classes,
             'num_labels': num_labels,
@@ -83,8 +103,18 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
             seed=seed,
             val_is_test=val_is_test,
             augment=augment,
-            **dataset_args,
+            modalities=modalities,
+            stats=stats,
         )
+        # the dataset's own 'modalities' (the generated kinds) cannot travel through **kwargs,
+        # where the name selects modalities
+        self.kwargs = dataset_args
+        self.label_task = task
+        self.num_classes = {
+            'binary': 2,
+            'multiclass': num_classes,
+            'multilabel': num_labels,
+        }.get(task)
 
     def load_dataset(self) -> TensorMultiModalDataset:
         """Generate the whole benchmark.

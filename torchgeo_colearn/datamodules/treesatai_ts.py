@@ -3,7 +3,6 @@
 
 """TreeSatAI-Time-Series datamodule, with a collate function padding the time series."""
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -12,6 +11,8 @@ from torch import Tensor
 from torch.utils.data import default_collate
 
 from ..batch import DOY_PREFIX, VALID_PREFIX, image_key, valid_key
+from ..cache import CacheKey
+from ..channel_stats import StatsMode
 from ..datasets.treesatai_ts import Sensor, TreeSatAITimeSeries
 from .base import MultiModalDataModule
 
@@ -121,8 +122,12 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
     flipped during training, and the time series (B, L, C, 6, 6) padded by :class:`PadTimeSeries`, with
     ``valid_<sensor>`` marking the real acquisitions; the time series are never augmented. Each
     modality is z-scored with per-channel statistics of the training split, cached in a JSON file under
-    *root* (:meth:`stats_path`).
+    *root* (:meth:`stats_path`) named after a hash of the training files, the split list, the labels
+    file and the options.
     """
+
+    label_task = 'multilabel'
+    num_classes = len(TreeSatAITimeSeries.classes)
 
     def __init__(
         self,
@@ -136,6 +141,8 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
         num_workers: int = 0,
         augment: bool = True,
         download: bool = False,
+        modalities: Sequence[str] | None = None,
+        stats: StatsMode = 'moments',
     ) -> None:
         """Initialize a new TreeSatAITimeSeriesDataModule instance.
 
@@ -151,6 +158,10 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
             num_workers: Number of workers for parallel data loading.
             augment: Apply random flips to the aerial images during training.
             download: Download the missing archives into *root*.
+            modalities: Sensors to keep in the batches, e.g. ``['s2']``; None keeps every sensor of
+                *sensors* (narrowing *sensors* instead also avoids reading the other files).
+            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
+                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
 
         Raises:
             ValueError: If *max_len* names a sensor that is not a selected time series.
@@ -165,6 +176,8 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
             num_workers,
             augment,
             fill_nan=True,
+            modalities=modalities,
+            stats=stats,
             root=root,
             sensors=tuple(sensors),
             s2_masks=s2_masks,
@@ -173,19 +186,36 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
         )
         self.collate_fn = PadTimeSeries(max_len, pad_side)
 
-    def stats_path(self) -> str:
-        """Return the file caching the training-split statistics.
-
-        The name records what changes them: the sensors, the masks and the label threshold (which
-        decides the training patches).
+    def stats_cache_key(self) -> CacheKey:
+        """Say what the training-split statistics depend on.
 
         Returns:
-            A JSON path under *root*.
+            A key under *root* named after the sensors, the masks and the label threshold, over the
+            files of the training patches, the training split list, the labels file and those
+            options.
+
+        Raises:
+            RuntimeError: If called before :meth:`setup`.
         """
-        sensors = '-'.join(sorted(self.kwargs['sensors']))
+        train = self.train_dataset
+        if train is None:
+            msg = f'{type(self).__name__}.stats_cache_key() is known only after setup()'
+            raise RuntimeError(msg)
+        assert isinstance(train, TreeSatAITimeSeries)
+        sensors = sorted(self.kwargs['sensors'])
         masks = '_masks' if self.kwargs['s2_masks'] else ''
-        name = f'colearn_stats_{sensors}{masks}_threshold{self.kwargs["label_threshold"]:g}.json'
-        return os.path.join(self.kwargs['root'], name)
+        threshold = self.kwargs['label_threshold']
+        return CacheKey(
+            self.kwargs['root'],
+            f'colearn_stats_{"-".join(sensors)}{masks}_threshold{threshold:g}',
+            options={
+                'sensors': sensors,
+                's2_masks': self.kwargs['s2_masks'],
+                'label_threshold': threshold,
+            },
+            files=train.files(),
+            whole_files=train.list_files(),
+        )
 
     def setup_splits(self, stage: str) -> None:
         """Load the official splits needed by *stage*, and always the training split.
@@ -200,13 +230,3 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
             case 'test' | 'predict':
                 self.test_dataset = TreeSatAITimeSeries(split='test', **self.kwargs)
                 self.predict_dataset = self.test_dataset
-
-    def train_labels(self) -> Tensor:
-        """Return the multi-hot labels of the training split, read from the labels file only.
-
-        Returns:
-            Labels, shape (N, 15), float32.
-        """
-        if isinstance(self.train_dataset, TreeSatAITimeSeries):
-            return self.train_dataset.labels
-        return super().train_labels()

@@ -4,8 +4,8 @@
 """CropHarvest split into named modalities, for the crop / non-crop and crop-group tasks."""
 
 import contextlib
+import functools
 import glob
-import hashlib
 import json
 import os
 import pickle
@@ -24,6 +24,7 @@ from torchgeo.datasets import CropHarvest
 from torchgeo.datasets.utils import Path, lazy_import
 
 from ..batch import image_key
+from ..cache import CacheKey, atomic_write
 from .tensor import TensorMultiModalDataset
 
 #: Classes of the multi-class task: the FAO indicative crop groups of ``classification_label``, in
@@ -59,8 +60,8 @@ STATIC_MODALITIES = frozenset({'dem'})
 #: Number of monthly time steps of every array.
 NUM_TIMESTEPS = 12
 
-#: Bumped whenever the layout of the cache file changes, to invalidate old caches.
-_CACHE_VERSION = 1
+#: Bumped whenever the layout or the key of the cache file changes, to invalidate old caches.
+_CACHE_VERSION = 2
 _CACHE_PREFIX = 'colearn_cache_'
 
 # '<index>_<dataset>.h5'; CropHarvest dataset names use hyphens, never underscores
@@ -250,8 +251,8 @@ class CropHarvestMultiModal(CropHarvest):
 
         The (12, 18) arrays of all the files that have a label row (whatever the task and test
         filter) are read once and saved to :meth:`cache_path`; later calls read that single file. The
-        cache is rebuilt when the set of files, their sizes or their modification times change. The
-        *transforms* are not applied.
+        cache file is named after a hash of the names, sizes and bytes of those files, so it is
+        rebuilt when a file is added, removed or changed. The *transforms* are not applied.
 
         Returns:
             The samples with the keys of :meth:`__getitem__`, each stacked along a first axis of length
@@ -275,19 +276,29 @@ class CropHarvestMultiModal(CropHarvest):
             tensors, ids=[s.id for s in self.samples], metadata={'dataset': datasets}
         )
 
+    @functools.cached_property
+    def _cache_key(self) -> CacheKey:
+        """What the cache of the stacked arrays depends on (the files are hashed once).
+
+        Returns:
+            The key of :meth:`cache_path`.
+        """
+        return CacheKey(
+            os.fspath(self.root),
+            _CACHE_PREFIX.rstrip('_'),
+            options={'version': _CACHE_VERSION},
+            files=[file['chip'] for file, _ in self._labelled],
+        )
+
     def cache_path(self) -> str:
         """Return the cache file of the stacked arrays.
 
         Returns:
-            ``root/colearn_cache_<hash>.pt``, the hash covering the name, size and modification time of
-            every labelled array file and the cache format.
+            ``root/colearn_cache_<hash>.pt``, the hash covering the cache format and the relative
+            name, size and bytes (the first and last 64 KiB; the arrays are smaller, so all of them)
+            of every labelled array file (:class:`~torchgeo_colearn.cache.CacheKey`).
         """
-        digest = hashlib.sha256(f'v{_CACHE_VERSION}'.encode())
-        for file, _ in self._labelled:
-            stat = os.stat(file['chip'])
-            name = os.path.basename(file['chip'])
-            digest.update(f'\n{name} {stat.st_size} {stat.st_mtime_ns}'.encode())
-        return os.path.join(self.root, f'{_CACHE_PREFIX}{digest.hexdigest()[:16]}.pt')
+        return self._cache_key.path('.pt')
 
     def plot(self, sample: dict[str, Any], suptitle: str | None = None) -> Figure:
         """Plot every modality of a sample: time series as lines over the months, vectors as bars.
@@ -376,11 +387,16 @@ class CropHarvestMultiModal(CropHarvest):
             The properties of the first row of every (index, dataset) key.
 
         Raises:
-            ValueError: If the file is not a FeatureCollection or a row lacks its index or dataset.
+            ValueError: If the file is not valid JSON, not a FeatureCollection, or a row lacks its
+                index or dataset; the message names the file.
         """
         path = self.labels_path
-        with open(path, encoding='utf8') as f:
-            content = json.load(f)
+        try:
+            with open(path, encoding='utf8') as f:
+                content = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            msg = f'{path} is not valid GeoJSON: {error}'
+            raise ValueError(msg) from error
         features = content.get('features') if isinstance(content, dict) else None
         if features is None:
             msg = f'{path}: expected a GeoJSON FeatureCollection with a "features" list'
@@ -552,10 +568,11 @@ class CropHarvestMultiModal(CropHarvest):
             ids: Sample identifiers.
             arrays: The arrays, shape (N, 12, 18).
         """
-        partial = f'{path}.{os.getpid()}.partial'
         try:
-            torch.save({'ids': ids, 'arrays': arrays}, partial)
-            os.replace(partial, path)
+            atomic_write(
+                path,
+                lambda partial: torch.save({'ids': ids, 'arrays': arrays}, partial),
+            )
         except OSError as error:
             warnings.warn(
                 f'cannot write the CropHarvest cache {path} ({error}); the arrays will be read '

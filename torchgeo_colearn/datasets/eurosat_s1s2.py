@@ -11,9 +11,11 @@ from typing import Any, Literal
 
 import numpy as np
 import rasterio.errors
+import torch
 from einops import rearrange
 from matplotlib import pyplot as plt
 from matplotlib.figure import Figure
+from torch import Tensor
 from torchgeo.datasets import (
     CopernicusBenchEuroSATS1,
     CopernicusBenchEuroSATS2,
@@ -46,6 +48,11 @@ class EuroSATS1S2(NonGeoDataset):
 
     Official splits: 16,200 train, 5,400 validation and 5,400 test samples.
 
+    Every patch must have the benchmark's size, 64 x 64 pixels (*patch_size*): a patch of another
+    size (e.g. a 120 x 120 BigEarthNet patch) is an error naming the file, since it would silently
+    change the benchmark. ``patch_size=None`` accepts any size (then all the patches of a sensor must
+    agree to be batched together).
+
     Classes, in TorchGeo's Copernicus-Bench order (the ``label`` is the index in this tuple, which
     differs from the alphabetical order of :class:`~torchgeo.datasets.EuroSAT`):
 
@@ -62,7 +69,8 @@ class EuroSATS1S2(NonGeoDataset):
 
     Samples are dicts with
 
-    * ``image_s1``: float32 (len(bands_s1), 64, 64), backscatter in dB (may hold -inf or NaN)
+    * ``image_s1``: float32 (len(bands_s1), 64, 64), backscatter in dB (may hold -inf or NaN, which
+      the datamodule treats as missing)
     * ``image_s2``: float32 (len(bands_s2), 64, 64), top-of-atmosphere reflectance x 10000
     * ``label``: int64 scalar, class index
     * ``lat``, ``lon``: float32 scalars, degrees (WGS 84), centre of the Sentinel-2 patch
@@ -84,6 +92,9 @@ class EuroSATS1S2(NonGeoDataset):
     #: Sentinel-2 bands, in file order (B8A last).
     all_bands_s2 = CopernicusBenchEuroSATS2.all_bands
 
+    #: Height and width of the benchmark's patches, in pixels.
+    benchmark_patch_size = 64
+
     def __init__(
         self,
         root: Path = 'data',
@@ -94,6 +105,7 @@ class EuroSATS1S2(NonGeoDataset):
         transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
         download: bool = False,
         checksum: bool = False,
+        patch_size: int | None = benchmark_patch_size,
     ) -> None:
         """Initialize a new EuroSATS1S2 instance.
 
@@ -110,6 +122,8 @@ class EuroSATS1S2(NonGeoDataset):
             transforms: A function that takes a sample dict and returns a transformed version.
             download: Download and extract the two zips (via TorchGeo) if they are not in *root*.
             checksum: Check the MD5 of the downloaded zips.
+            patch_size: Height and width every patch must have, in pixels (the benchmark's 64);
+                None accepts any size.
 
         Raises:
             ValueError: If a band or *on_mismatch* is unknown, or the split files list duplicated
@@ -124,6 +138,7 @@ class EuroSATS1S2(NonGeoDataset):
             msg = f"on_mismatch must be 'raise' or 'intersect', got {on_mismatch!r}"
             raise ValueError(msg)
         self.on_mismatch = on_mismatch
+        self.patch_size = patch_size
         self.transforms = transforms
         self.download = download
         self.checksum = checksum
@@ -215,6 +230,38 @@ class EuroSATS1S2(NonGeoDataset):
                 )
                 return kept
 
+    @property
+    def labels(self) -> Tensor:
+        """The class index of every sample, read from the ids (no image is opened).
+
+        Returns:
+            int64 labels, shape (N,).
+        """
+        return torch.tensor([self.classes.index(i.split('_')[0]) for i in self.ids])
+
+    def files(self) -> list[str]:
+        """List the GeoTIFFs the samples are read from.
+
+        Returns:
+            The S1 and the S2 file of every sample, in sample order.
+        """
+        return [
+            _tif_path(dataset, sample_id)
+            for sample_id in self.ids
+            for dataset in (self.s1, self.s2)
+        ]
+
+    def split_files(self) -> list[str]:
+        """List the split files the samples are chosen from.
+
+        Returns:
+            ``eurosat_s1/eurosat-<split>.txt`` and ``eurosat_s2/eurosat-<split>.txt``.
+        """
+        return [
+            os.path.join(d.root, d.directory, d.filename.format(d.split))
+            for d in (self.s1, self.s2)
+        ]
+
     def __len__(self) -> int:
         """Return the number of paired samples.
 
@@ -234,10 +281,11 @@ class EuroSATS1S2(NonGeoDataset):
 
         Raises:
             OSError: If a GeoTIFF cannot be read; the message names the file.
+            ValueError: If a patch is not *patch_size* x *patch_size* pixels.
         """
         sample_id = self.ids[index]
-        s1 = _read(self.s1, self._index_s1[sample_id], sample_id)
-        s2 = _read(self.s2, self._index_s2[sample_id], sample_id)
+        s1 = _read(self.s1, self._index_s1[sample_id], sample_id, self.patch_size)
+        s2 = _read(self.s2, self._index_s2[sample_id], sample_id, self.patch_size)
         sample: dict[str, Any] = {
             'image_s1': s1['image'],
             'image_s2': s2['image'],
@@ -346,27 +394,51 @@ def _split_ids(dataset: CopernicusBenchBase) -> list[str]:
     return ids
 
 
-def _read(dataset: CopernicusBenchBase, index: int, sample_id: str) -> dict[str, Any]:
+def _tif_path(dataset: CopernicusBenchBase, sample_id: str) -> str:
+    """Return the GeoTIFF of a sample, where TorchGeo reads it.
+
+    Args:
+        dataset: The S1 or S2 dataset.
+        sample_id: The id, ``{Class}_{N}``.
+
+    Returns:
+        ``<root>/eurosat_s<n>/all_imgs/<Class>/<id>.tif``.
+    """
+    classname = sample_id.split('_')[0]
+    return os.path.join(
+        dataset.root, dataset.directory, 'all_imgs', classname, f'{sample_id}.tif'
+    )
+
+
+def _read(
+    dataset: CopernicusBenchBase, index: int, sample_id: str, patch_size: int | None
+) -> dict[str, Any]:
     """Read one sample of a TorchGeo Copernicus-Bench EuroSAT dataset.
 
     Args:
         dataset: The S1 or S2 dataset.
         index: Index of the sample in *dataset*.
         sample_id: Its id, ``{Class}_{N}``.
+        patch_size: Height and width the patch must have, or None for any.
 
     Returns:
         TorchGeo's sample: ``image`` float32 (C, H, W), ``label``, ``lat``, ``lon``.
 
     Raises:
         OSError: If the GeoTIFF cannot be read; the message names the file.
+        ValueError: If the patch is not *patch_size* x *patch_size* pixels.
     """
     try:
         sample: dict[str, Any] = dataset[index]
     except (rasterio.errors.RasterioError, OSError) as error:
-        classname = sample_id.split('_')[0]
-        path = os.path.join(
-            dataset.root, dataset.directory, 'all_imgs', classname, f'{sample_id}.tif'
-        )
-        msg = f'cannot read {path}: {error}'
+        msg = f'cannot read {_tif_path(dataset, sample_id)}: {error}'
         raise OSError(msg) from error
+    height, width = sample['image'].shape[-2:]
+    if patch_size is not None and (height, width) != (patch_size, patch_size):
+        msg = (
+            f'{_tif_path(dataset, sample_id)} is {height} x {width} pixels, not the '
+            f'{patch_size} x {patch_size} of the benchmark (patch_size); pass '
+            'patch_size=None to accept other sizes'
+        )
+        raise ValueError(msg)
     return sample

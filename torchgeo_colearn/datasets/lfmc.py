@@ -206,8 +206,8 @@ class LFMC(NonGeoDataset):
             The de-duplicated table, with numeric feature columns and ISO dates.
 
         Raises:
-            ValueError: If a column is missing, a value is not numeric, a target is missing or a
-                date cannot be read.
+            ValueError: If a column is missing, a value is not numeric, a target is missing or not
+                finite (NaN, inf; the message names the samples) or a date cannot be read.
         """
         numeric = self._numeric_columns()
         required = self._required_columns()
@@ -218,11 +218,13 @@ class LFMC(NonGeoDataset):
         frame = frame[required].copy()
         for column in numeric:
             frame[column] = _to_numeric(frame[column], self.path, column)
-        no_target = frame[self.target].isna()
+        no_target = ~np.isfinite(frame[self.target].to_numpy())
         if no_target.any():
+            values = frame[self.target][no_target][:5].tolist()
             msg = (
-                f'{self.path}: column {self.target!r} is empty for sample(s) '
-                f'{frame.index[no_target][:5].tolist()}'
+                f'{self.path}: column {self.target!r} is empty or not finite for sample(s) '
+                f'{frame.index[no_target][:5].tolist()} (values {values}); LFMC needs a target '
+                'for every sample'
             )
             raise ValueError(msg)
         frame['date'] = _iso_dates(frame['date'], self.path)

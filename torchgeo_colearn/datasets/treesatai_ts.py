@@ -192,6 +192,36 @@ class TreeSatAITimeSeries(NonGeoDataset):
         self.aerial_files = self._index_aerial() if 'aerial' in self.sensors else {}
         self.h5_files = self._index_time_series() if self.series else {}
 
+    @property
+    def ids(self) -> list[str]:
+        """The patch names, one per sample (the ``id`` of the samples).
+
+        Returns:
+            Patch names without ``.tif``.
+        """
+        return self.names
+
+    def files(self) -> list[str]:
+        """List the data files the samples are read from.
+
+        Returns:
+            The aerial GeoTIFFs, then the time-series HDF5 files of the patches (those of the
+            selected sensors), in sample order.
+        """
+        aerial = [self.aerial_files[n] for n in self.names if n in self.aerial_files]
+        return aerial + [self.h5_files[n][0] for n in self.names if n in self.h5_files]
+
+    def list_files(self) -> list[str]:
+        """List the files that choose the patches and their labels.
+
+        Returns:
+            The split list and the labels JSON.
+        """
+        return [
+            os.path.join(self.root, 'split', f'{self.split}_filenames.lst'),
+            os.path.join(self.root, self.labels_file),
+        ]
+
     def __len__(self) -> int:
         """Return the number of patches in the split.
 

@@ -1,0 +1,54 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+import pytest
+import torch
+
+from torchgeo_colearn.datamodules.synthetic import SyntheticMultiSensorDataModule
+from torchgeo_colearn.datasets.synthetic import ModalityKind
+from torchgeo_colearn.datasets.tensor import TensorMultiModalDataset
+
+KINDS: dict[str, ModalityKind] = {'a': 'vector', 'b': 'timeseries', 'c': 'image'}
+
+
+def training_tensors(
+    datamodule: SyntheticMultiSensorDataModule,
+) -> dict[str, torch.Tensor]:
+    datamodule.setup('fit')
+    assert isinstance(datamodule.train_dataset, TensorMultiModalDataset)
+    return datamodule.train_dataset.tensors
+
+
+def test_modality_kinds() -> None:
+    tensors = training_tensors(
+        SyntheticMultiSensorDataModule(
+            num_samples=30, modality_kinds=KINDS, image_size=4
+        )
+    )
+    assert tensors['image_c'].shape[1:] == (4, 4, 4)
+
+
+def test_former_modalities_mapping() -> None:
+    with pytest.warns(
+        DeprecationWarning, match='pass the generated modalities as modality_kinds'
+    ):
+        former = SyntheticMultiSensorDataModule(
+            num_samples=30, modalities=KINDS, image_size=4
+        )
+    assert former.selected_modalities is None
+    current = SyntheticMultiSensorDataModule(
+        num_samples=30, modality_kinds=KINDS, image_size=4
+    )
+    assert former.kwargs == current.kwargs
+    for key, value in training_tensors(current).items():
+        torch.testing.assert_close(training_tensors(former)[key], value)
+
+
+@pytest.mark.parametrize(
+    'task,num_classes',
+    [('binary', 2), ('multiclass', 4), ('multilabel', 5), ('regression', None)],
+)
+def test_label_task(task: str, num_classes: int | None) -> None:
+    datamodule = SyntheticMultiSensorDataModule(num_samples=30, task=task)  # type: ignore[arg-type]
+    assert (datamodule.label_task, datamodule.num_classes) == (task, num_classes)
+    datamodule.setup('fit')
