@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from torchgeo_colearn.datamodules import kfold_split
-from torchgeo_colearn.datamodules.base import group_folds, latlon_blocks
 from torchgeo_colearn.datamodules.cropharvest import CropHarvestDataModule
+from torchgeo_colearn.datamodules.kfold import group_folds, latlon_blocks
 from torchgeo_colearn.datamodules.lfmc import LFMCDataModule
 from torchgeo_colearn.datasets.tensor import TensorMultiModalDataset
 

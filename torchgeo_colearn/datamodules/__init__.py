@@ -3,15 +3,10 @@
 
 """Multi-modal Earth observation datamodules."""
 
-from .base import (
-    KFoldDataModule,
-    MultiModalDataModule,
-    group_folds,
-    kfold_split,
-    latlon_blocks,
-)
+from .base import MultiModalDataModule
 from .cropharvest import CropHarvestDataModule
 from .eurosat_s1s2 import EuroSATS1S2DataModule
+from .kfold import KFoldDataModule, group_folds, kfold_split, latlon_blocks
 from .lfmc import LFMCDataModule
 from .presto import AlgaeBloomsDataModule, FuelMoistureDataModule, PrestoDataModule
 from .synthetic import SyntheticMultiSensorDataModule

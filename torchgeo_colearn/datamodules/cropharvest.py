@@ -9,7 +9,7 @@ from typing import Literal
 from ..channel_stats import StatsMode
 from ..datasets.cropharvest import CROP_GROUPS, CROP_OR_NOT, CropHarvestMultiModal
 from ..datasets.tensor import TensorMultiModalDataset
-from .base import KFoldDataModule
+from .kfold import KFoldDataModule
 
 
 class CropHarvestDataModule(KFoldDataModule):

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from ..channel_stats import StatsMode
 from ..datasets.lfmc import LFMC, Source
 from ..datasets.tensor import TensorMultiModalDataset
-from .base import KFoldDataModule
+from .kfold import KFoldDataModule
 
 
 class LFMCDataModule(KFoldDataModule):

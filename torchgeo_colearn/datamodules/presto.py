@@ -16,7 +16,7 @@ from ..datasets.presto import (
     PrestoTask,
 )
 from ..datasets.tensor import TensorMultiModalDataset
-from .base import KFoldDataModule, kfold_split
+from .kfold import KFoldDataModule, kfold_split
 
 #: How the samples are split: the shipped train / test split, or k folds over all samples.
 PrestoSplit = Literal['shipped', 'kfold']

@@ -11,7 +11,7 @@ from ..channel_stats import StatsMode
 from ..datasets.synthetic import DEFAULT_MODALITIES, ModalityKind, SyntheticMultiSensor
 from ..datasets.tensor import TensorMultiModalDataset
 from ..metrics import TaskType
-from .base import KFoldDataModule
+from .kfold import KFoldDataModule
 
 
 class SyntheticMultiSensorDataModule(KFoldDataModule):
