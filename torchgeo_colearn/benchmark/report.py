@@ -21,7 +21,8 @@ from .aggregate import (
     rank_summary,
     summarize,
 )
-from .config import Benchmark
+from ..trainers.base import MultiModalTask
+from .config import Benchmark, import_class
 from .grid import tuned
 from .plot import plot_summary
 
@@ -97,12 +98,16 @@ def methods_table(benchmark: Benchmark) -> str:
     """
     rows = []
     for method in benchmark.methods:
-        training = (
-            'one run per modality on that modality alone (own early stopping and best checkpoint on its '
-            'own validation loss)'
-            if method.per_modality
-            else 'one run with every modality'
-        )
+        cls = import_class(method.class_path)
+        if method.per_modality:
+            training = (
+                'one run per modality on that modality alone (own early stopping and best checkpoint on '
+                'its own validation loss)'
+            )
+        elif issubclass(cls, MultiModalTask):
+            training = 'one run with every modality'
+        else:
+            training = (cls.__doc__ or '').strip().splitlines()[0]
         overrides = ', '.join(
             f'{key} {value}'
             for key, value in method.trainer.items()
