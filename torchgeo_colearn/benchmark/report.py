@@ -14,6 +14,7 @@ import pandas as pd
 from ..metrics import higher_is_better
 from ..scenarios import sort_scenario_names
 from ..tables import markdown_table
+from ..trainers.base import MultiModalTask
 from .aggregate import (
     collect,
     collect_trials,
@@ -21,7 +22,6 @@ from .aggregate import (
     rank_summary,
     summarize,
 )
-from ..trainers.base import MultiModalTask
 from .config import Benchmark, import_class
 from .grid import tuned
 from .plot import plot_summary
