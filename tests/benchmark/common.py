@@ -127,3 +127,18 @@ class FailingTask(SingleModalityTask):
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> Tensor:
         raise RuntimeError('boom in training_step')
+
+
+class GroupedSynthetic(SelectableSynthetic):
+    """Stand-in for a datamodule with grouped folds that describes its splits (being added to k-fold ones)."""
+
+    def __init__(self, group_by: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.group_by = group_by
+
+    def split_summary(self) -> dict[str, dict[str, int]]:
+        sizes = {
+            split: len(getattr(self, f'{split}_dataset'))
+            for split in ('train', 'val', 'test')
+        }
+        return {'samples': sizes, 'groups': {k: v // 4 for k, v in sizes.items()}}

@@ -4,6 +4,7 @@
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,7 +24,7 @@ from .common import GBDT, SelectableSynthetic, run, write_config
 LFMC_ROOT = os.path.join('..', 'shared', 'data', 'lfmc')
 
 
-def synthetic(task: TaskType, **kwargs: object) -> SelectableSynthetic:
+def synthetic(task: TaskType, **kwargs: Any) -> SelectableSynthetic:
     return SelectableSynthetic(
         task=task,
         num_samples=300,
@@ -50,7 +51,7 @@ def synthetic(task: TaskType, **kwargs: object) -> SelectableSynthetic:
     ],
 )
 def test_every_task_and_scenario(
-    task: TaskType, extra: dict[str, int], metrics: set[str]
+    task: TaskType, extra: dict[str, Any], metrics: set[str]
 ) -> None:
     datamodule = synthetic(task, **extra)
     model = GradientBoostingBaseline(
@@ -110,7 +111,7 @@ def test_invalid_steps_become_missing_values() -> None:
         valid[:, 0] = False
         return {**batch, 'valid_s1': valid}
 
-    datamodule.on_after_batch_transfer = with_mask  # type: ignore[method-assign]
+    datamodule.on_after_batch_transfer = with_mask  # type: ignore[method-assign, assignment]
     features, _ = split_arrays(datamodule, 'train')
     assert (
         np.isnan(features['s1'][:, :3]).all()
