@@ -125,3 +125,14 @@ def test_best_trial_direction() -> None:
     assert best_trial(records, 'R2') == records[0]
     assert best_trial(records, 'RMSE') == records[2]
     assert best_trial([None, records[1]], 'R2') is None
+
+
+def test_trials_option_turns_tuning_on(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path, {'gbdt': METHODS['gbdt']}, model={'task': 'regression'}
+    )
+    run(config, tmp_path, '--folds', '0', '--trials', '1')
+    record = json.loads(
+        Path(trial_path(str(tmp_path / 'out'), 'gbdt', 0, 0)).read_text()
+    )
+    assert record['status'] == 'ok' and record['config']['tuning']['trials'] == 1

@@ -110,6 +110,11 @@ def parser() -> argparse.ArgumentParser:
         help="a line per run (default), also a line per epoch, or Lightning's progress bar",
     )
     parser.add_argument(
+        '--trials',
+        type=int,
+        help='tune the methods that have a search_space with this many trials each (sets tuning.trials)',
+    )
+    parser.add_argument(
         '--any-code-version',
         action='store_true',
         help='reuse finished runs made by other package code (the report lists the code versions)',
@@ -128,8 +133,9 @@ def main(argv: Sequence[str] | None = None) -> pd.DataFrame:
     """
     args = parser().parse_args(argv)
     try:
+        tuning = {'tuning': {'trials': args.trials}} if args.trials is not None else {}
         benchmark = subset(
-            load_config(args.config), args.methods, args.folds, args.seeds
+            load_config(args.config, tuning), args.methods, args.folds, args.seeds
         )
     except ConfigError as error:
         sys.exit(f'colearn benchmark: invalid config: {error}')
