@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from torchgeo_colearn.benchmark import load_config, plan, run_path
 from torchgeo_colearn.benchmark import records as records_module
 
-from .common import GBDT, MDICO, SINGLE, run, write_config
+from .common import GBDT, MDICO, SINGLE, TINY_ENCODERS, run, write_config
 
 TWO = {'mdico': MDICO, 'single': {**SINGLE, 'per_modality': True}}
 
@@ -187,3 +188,24 @@ def test_plan_orders_dependencies(tmp_path: Path) -> None:
     for unit, needed in grid.depends.items():
         assert all(position[d] < position[unit] for d in needed)
     assert sum(bool(d) for d in grid.depends.values()) == 2
+
+
+@pytest.mark.slow
+def test_every_method_of_the_synthetic_grid(tmp_path: Path) -> None:
+    config = yaml.safe_load(Path('experiments/benchmarks/synthetic.yaml').read_text())
+    config['data']['init_args'].update(num_samples=96, batch_size=32)
+    config['model']['encoders'] = {
+        's1': TINY_ENCODERS['s1'],
+        's2': TINY_ENCODERS['s2'],
+        'dem': {'name': 'mlp', 'in_features': 16, 'hidden_dims': [8]},
+    }
+    config['model']['embed_dim'] = 4
+    config['folds'] = [0, 1]
+    config['trainer'].update(max_epochs=1, patience=1)
+    path = tmp_path / 'synthetic.yaml'
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    summary = run(str(path), tmp_path)
+    assert set(summary['method']) == set(config['methods'])
+    assert (summary['n'] == 2).all()
+    report = (tmp_path / 'docs' / 'tiny.md').read_text()
+    assert 'failed' not in report.split('## Runs')[0]
