@@ -15,10 +15,11 @@ from typing import Any
 import pandas as pd
 
 from .benchmark.aggregate import collect
-from .benchmark.config import ConfigError, load_config
+from .benchmark.config import load_config
 from .benchmark.grid import run_grid
 from .benchmark.report import write_report
 from .benchmark.runner import Progress
+from .benchmark.validation import ConfigError
 from .datasets.synthetic import ModalityKind
 from .metrics import TaskType, higher_is_better
 from .scenarios import sort_scenario_names

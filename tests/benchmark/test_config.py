@@ -11,7 +11,8 @@ import torchgeo_colearn.datamodules.cropharvest as cropharvest_module
 import torchgeo_colearn.datamodules.lfmc as lfmc_module
 import torchgeo_colearn.datamodules.synthetic as synthetic_module
 from torchgeo_colearn.benchmark import ConfigError, deep_merge, load_config
-from torchgeo_colearn.benchmark.config import restrict_to, with_parameters
+from torchgeo_colearn.benchmark.config import restrict_to
+from torchgeo_colearn.benchmark.search_space import with_parameters
 from torchgeo_colearn.main import main
 
 from .common import (

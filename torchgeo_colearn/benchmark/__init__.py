@@ -5,19 +5,13 @@
 
 from .aggregate import collect, paired_comparison, rank_summary, summarize
 from .cli import main, subset
-from .config import (
-    Benchmark,
-    ConfigError,
-    Method,
-    deep_merge,
-    load_config,
-    parse_config,
-)
+from .config import Benchmark, Method, deep_merge, load_config, parse_config
 from .estimator import Estimator
 from .gbdt import GradientBoostingBaseline
 from .grid import plan, run_grid
 from .records import Unit, run_path, trial_path
 from .report import write_report
+from .validation import ConfigError
 
 __all__ = (
     'Benchmark',

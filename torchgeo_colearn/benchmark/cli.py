@@ -12,10 +12,11 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from .config import Benchmark, ConfigError, load_config
+from .config import Benchmark, load_config
 from .executors import make_executor
 from .grid import run_grid
 from .report import write_report
+from .validation import ConfigError
 
 
 def subset(

@@ -4,34 +4,25 @@
 """Benchmark configs: loading, ``base`` inheritance, and validation against the real class signatures."""
 
 import copy
-import importlib
-import inspect
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import yaml
-from jsonargparse import ArgumentParser
-from lightning.pytorch import Trainer
 
-#: Keys of a ``trainer`` section that belong to the runner, not to :class:`lightning.pytorch.Trainer`.
-RUNNER_DEFAULTS: dict[str, Any] = {
-    'patience': 5,  # early stopping on the monitored validation loss, in epochs
-    'min_delta': 0.0,  # smallest decrease of the validation loss that counts as an improvement
-    'threads': None,  # torch (and OpenMP) threads of a run; None keeps the process default
-}
-
-#: Trainer arguments the runner sets unless a config overrides them.
-TRAINER_DEFAULTS: dict[str, Any] = {
-    'max_epochs': 100,
-    'accelerator': 'cpu',
-    'devices': 1,
-}
-
-#: Trainer arguments the runner owns (its callbacks, checkpoint folder and silence).
-RESERVED_TRAINER_KEYS = frozenset(
-    {'callbacks', 'logger', 'default_root_dir', 'enable_checkpointing'}
+from .search_space import check_search_space
+from .validation import (
+    RUNNER_DEFAULTS,
+    TRAINER_DEFAULTS,
+    ConfigError,
+    accepted_arguments,
+    check_arguments,
+    check_instance,
+    check_runner,
+    check_trainer,
+    import_class,
+    split_trainer,
 )
 
 #: Keys of a method entry.
@@ -60,17 +51,6 @@ TOP_LEVEL_KEYS = (
     'report',
     'tuning',
 )
-
-#: Kinds of a search-space parameter and the keys each needs.
-PARAMETER_KEYS: dict[str, tuple[str, ...]] = {
-    'float': ('low', 'high'),
-    'int': ('low', 'high'),
-    'categorical': ('choices',),
-}
-
-
-class ConfigError(ValueError):
-    """A benchmark config is invalid; the message names the file, the entry and the key."""
 
 
 @dataclass(frozen=True)
@@ -203,187 +183,6 @@ def deep_merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-def import_class(path: str) -> type:
-    """Import a class from its dotted path.
-
-    Args:
-        path: E.g. ``'torchgeo_colearn.trainers.fusion.FeatureFusionTask'``.
-
-    Returns:
-        The class.
-
-    Raises:
-        ImportError: If the module or the name does not exist.
-        TypeError: If the name is not a class.
-    """
-    module, _, name = path.rpartition('.')
-    try:
-        value = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as error:
-        msg = f'cannot import class_path {path!r}: {error}'
-        raise ImportError(msg) from error
-    if not isinstance(value, type):
-        msg = f'class_path {path!r} is not a class'
-        raise TypeError(msg)
-    return value
-
-
-def accepted_arguments(cls: type) -> set[str] | None:
-    """Return the constructor arguments of a class.
-
-    Args:
-        cls: The class.
-
-    Returns:
-        The argument names, or None if the constructor takes ``**kwargs`` (any name).
-    """
-    parameters = inspect.signature(cls).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters}
-
-
-def check_arguments(cls: type, arguments: Mapping[str, Any], where: str) -> None:
-    """Validate constructor arguments against a class signature with jsonargparse.
-
-    Args:
-        cls: The class.
-        arguments: Its arguments.
-        where: Where they are in the config, for the message.
-
-    Raises:
-        ConfigError: On an unknown key, a value of the wrong type or a missing required argument.
-    """
-    parser = ArgumentParser(exit_on_error=False)
-    parser.add_class_arguments(cls, 'args', fail_untyped=False)
-    try:
-        parser.parse_object({'args': dict(arguments)})
-    except (
-        Exception
-    ) as error:  # jsonargparse raises ArgumentError and, for some types, others
-        text = str(error).replace('"args.', '"').replace("Group 'args'", cls.__name__)
-        msg = f'{where} ({cls.__module__}.{cls.__qualname__}): {text}'
-        raise ConfigError(msg) from error
-
-
-def check_instance(cls: type, arguments: Mapping[str, Any], where: str) -> None:
-    """Validate constructor arguments by building the object (catches what signatures cannot say).
-
-    Nested configs typed as plain dicts (e.g. a task's per-modality ``encoders``) and the checks of the
-    constructors themselves are only seen by building the object; models are small, so this costs little.
-
-    Args:
-        cls: The class.
-        arguments: Its arguments (already checked by :func:`check_arguments`).
-        where: Where they are in the config, for the message.
-
-    Raises:
-        ConfigError: If the constructor raises.
-    """
-    try:
-        cls(**arguments)
-    except Exception as error:  # any constructor error is a config error
-        msg = f'{where} ({cls.__module__}.{cls.__qualname__}): {type(error).__name__}: {error}'
-        raise ConfigError(msg) from error
-
-
-def check_trainer(settings: Mapping[str, Any], where: str) -> None:
-    """Validate trainer arguments against :class:`lightning.pytorch.Trainer`.
-
-    Args:
-        settings: Trainer arguments (without the runner's keys).
-        where: Where they are, for the message.
-
-    Raises:
-        ConfigError: On a reserved key, an unknown key or a wrong value.
-    """
-    if reserved := sorted(RESERVED_TRAINER_KEYS & set(settings)):
-        msg = f'{where}: {reserved} are set by the runner and cannot be configured'
-        raise ConfigError(msg)
-    check_arguments(Trainer, settings, where)
-
-
-def split_trainer(section: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Split a ``trainer`` section into Trainer arguments and runner settings.
-
-    Args:
-        section: The section as written.
-
-    Returns:
-        Trainer arguments and runner settings (:data:`RUNNER_DEFAULTS` keys).
-    """
-    trainer = {k: v for k, v in section.items() if k not in RUNNER_DEFAULTS}
-    runner = {k: v for k, v in section.items() if k in RUNNER_DEFAULTS}
-    return trainer, runner
-
-
-def check_runner(settings: Mapping[str, Any], where: str) -> None:
-    """Validate the runner's own settings.
-
-    Args:
-        settings: Runner settings.
-        where: Where they are, for the message.
-
-    Raises:
-        ConfigError: On a value of the wrong type or out of range.
-    """
-    patience, min_delta, threads = (
-        settings.get(k, RUNNER_DEFAULTS[k])
-        for k in ('patience', 'min_delta', 'threads')
-    )
-    if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
-        msg = f'{where}.patience must be a non-negative integer, got {patience!r}'
-        raise ConfigError(msg)
-    if not isinstance(min_delta, int | float) or min_delta < 0:
-        msg = f'{where}.min_delta must be a non-negative number, got {min_delta!r}'
-        raise ConfigError(msg)
-    if threads is not None and (not isinstance(threads, int) or threads < 1):
-        msg = f'{where}.threads must be a positive integer or null, got {threads!r}'
-        raise ConfigError(msg)
-
-
-def set_path(arguments: dict[str, Any], path: str, value: Any) -> None:
-    """Set a nested argument in place; ``*`` stands for every key of a dict.
-
-    Args:
-        arguments: The arguments.
-        path: Dotted path, e.g. ``'lr'`` or ``'encoders.*.dropout'``.
-        value: The value.
-
-    Raises:
-        KeyError: If an intermediate key is missing or is not a dict.
-    """
-    head, _, rest = path.partition('.')
-    if not rest:
-        arguments[head] = value
-        return
-    keys = list(arguments) if head == '*' else [head]
-    for key in keys:
-        child = arguments.get(key)
-        if not isinstance(child, dict):
-            msg = f'{path!r}: {key!r} is not a dict of the arguments'
-            raise KeyError(msg)
-        set_path(child, rest, value)
-
-
-def with_parameters(
-    arguments: Mapping[str, Any], parameters: Mapping[str, Any]
-) -> dict[str, Any]:
-    """Return a copy of arguments with tuned parameters set.
-
-    Args:
-        arguments: The method's init arguments.
-        parameters: Dotted path mapped to value (see :func:`set_path`).
-
-    Returns:
-        The new arguments.
-    """
-    result = copy.deepcopy(dict(arguments))
-    for path, value in parameters.items():
-        set_path(result, path, value)
-    return result
-
-
 def restrict_to(
     method: Method, part: str | None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -406,69 +205,6 @@ def restrict_to(
         'encoders': {part: method.init_args['encoders'][part]},
     }
     return init_args, {**method.data_args, 'modalities': [part]}
-
-
-def _check_search_space(
-    method: Method, cls: type, where: str
-) -> dict[str, dict[str, Any]]:
-    """Validate a search space: each bound or choice must give valid init arguments.
-
-    Args:
-        method: The method (with its init arguments).
-        cls: The method's class.
-        where: Where the search space is, for the message.
-
-    Returns:
-        The search space with defaults filled (``log`` False for numbers).
-
-    Raises:
-        ConfigError: On an unknown kind, missing keys, an unknown argument path or an invalid value.
-    """
-    space: dict[str, dict[str, Any]] = {}
-    for path, spec in method.search_space.items():
-        if not isinstance(spec, Mapping) or spec.get('type') not in PARAMETER_KEYS:
-            msg = (
-                f'{where}.{path}: needs a type in {sorted(PARAMETER_KEYS)} and its keys '
-                f'{PARAMETER_KEYS}, got {spec!r}'
-            )
-            raise ConfigError(msg)
-        kind = spec['type']
-        allowed = {'type', 'log', *PARAMETER_KEYS[kind]}
-        if missing := [k for k in PARAMETER_KEYS[kind] if k not in spec]:
-            msg = f'{where}.{path}: missing {missing}'
-            raise ConfigError(msg)
-        if unknown := sorted(set(spec) - allowed):
-            msg = f'{where}.{path}: unknown keys {unknown} (allowed: {sorted(allowed)})'
-            raise ConfigError(msg)
-        values = (
-            spec['choices'] if kind == 'categorical' else [spec['low'], spec['high']]
-        )
-        if kind == 'categorical' and (
-            not isinstance(values, list)
-            or not values
-            or not all(
-                v is None or isinstance(v, bool | int | float | str) for v in values
-            )
-        ):
-            msg = f'{where}.{path}: choices must be a non-empty list of numbers, strings, booleans or null, got {values!r}'
-            raise ConfigError(msg)
-        if kind != 'categorical' and not spec['low'] < spec['high']:
-            msg = f'{where}.{path}: low must be below high, got {values}'
-            raise ConfigError(msg)
-        for value in values:
-            try:
-                arguments = with_parameters(method.init_args, {path: value})
-            except KeyError as error:
-                msg = f'{where}.{path}: {error.args[0]}'
-                raise ConfigError(msg) from error
-            check_arguments(cls, arguments, f'{where}.{path}={value!r}')
-            check_instance(cls, arguments, f'{where}.{path}={value!r}')
-        space[path] = (
-            {**spec, 'log': bool(spec.get('log', False))}
-            if kind != 'categorical'
-            else dict(spec)
-        )
-    return space
 
 
 def _resolve_entries(
@@ -614,7 +350,7 @@ def _build_method(
     if method.per_modality and method.teacher is not None:
         msg = f'{where}: a per-modality method cannot have a teacher (the teacher needs every modality)'
         raise ConfigError(msg)
-    space = _check_search_space(method, cls, f'{where}.search_space')
+    space = check_search_space(method, cls, f'{where}.search_space')
     return replace(method, search_space=space), cls
 
 

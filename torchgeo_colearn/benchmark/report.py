@@ -22,9 +22,10 @@ from .aggregate import (
     rank_summary,
     summarize,
 )
-from .config import Benchmark, import_class
+from .config import Benchmark
 from .grid import tuned
 from .plot import plot_summary
+from .validation import import_class
 
 
 def _mean_std(mean: float, std: float, digits: int = 3) -> str:

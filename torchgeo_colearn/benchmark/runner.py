@@ -24,17 +24,12 @@ from threadpoolctl import threadpool_limits
 from ..callbacks.evaluation import ScenarioEvaluation
 from ..scenarios import scores_by_scenario
 from ..trainers.base import MultiModalTask
-from .config import (
-    Benchmark,
-    Method,
-    deep_merge,
-    import_class,
-    restrict_to,
-    with_parameters,
-)
+from .config import Benchmark, Method, deep_merge, restrict_to
 from .estimator import Estimator
 from .records import Unit, code_hash, code_version, run_path, unit_path, write_json
+from .search_space import with_parameters
 from .tuning import objective
+from .validation import import_class
 
 #: Loggers silenced during the grid (Lightning prints a few lines and a tip per fit and test otherwise).
 QUIET_LOGGERS = ('lightning.pytorch', 'lightning.fabric', 'lightning')
