@@ -75,3 +75,11 @@ def test_experiment_matches_demo() -> None:
 def test_bad_config_key(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(['fit', *cli_args(tmp_path), '--model.init_args.temperatur', '0.5'])
+
+
+def test_help_lists_demo_and_benchmark(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(['--help'])
+    assert exit_info.value.code == 0
+    text = ' '.join(capsys.readouterr().out.split())
+    assert '`colearn demo`' in text and '`colearn benchmark --config' in text

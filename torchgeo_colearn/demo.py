@@ -1,35 +1,49 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""``colearn demo``: co-learning vs single-modality training on the synthetic benchmark."""
+"""``colearn demo``: the built-in benchmark config (co-learning vs single-modality training), run by the runner."""
 
 import argparse
-import csv
 import os
-from collections.abc import Callable, Mapping, Sequence
+import shlex
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from importlib.resources import files
 from typing import Any
 
-import torch
-from lightning.pytorch import Trainer, seed_everything
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
-from rich.console import Console
-from rich.table import Table
+import pandas as pd
 
-from .datamodules.synthetic import SyntheticMultiSensorDataModule
-from .datasets.synthetic import DEFAULT_MODALITIES, ModalityKind
-from .metrics import TaskType, build_metrics
-from .scenarios import metric_key
-from .trainers import CoLearnTask, MultiModalTask, SingleModalityTask
+from .benchmark.aggregate import collect
+from .benchmark.config import load_config
+from .benchmark.grid import run_grid
+from .benchmark.report import write_report
+from .benchmark.runner import Progress
+from .benchmark.validation import ConfigError
+from .datasets.synthetic import ModalityKind
+from .metrics import TaskType, higher_is_better
+from .scenarios import sort_scenario_names
+from .tables import print_table, write_table
 
-#: The two methods the demo compares, by display name.
-METHODS: dict[str, Callable[..., MultiModalTask]] = {
-    'co-learned': CoLearnTask,
-    'trained alone': SingleModalityTask,
+#: The demo's methods (names in the built-in config) and their columns in the comparison table.
+COLUMNS = {'mdico': 'co-learned', 'single': 'trained alone'}
+
+#: Metric of the report and the progress lines, per task type.
+PRIMARY_METRIC: dict[TaskType, str] = {
+    'binary': 'AverageAccuracy',
+    'multiclass': 'AverageAccuracy',
+    'multilabel': 'MacroF1Score',
+    'regression': 'R2',
 }
 
-#: Embedding size d of the demo models.
-EMBED_DIM = 32
+
+def config_path() -> str:
+    """Return the path of the built-in benchmark config of the demo.
+
+    Returns:
+        ``torchgeo_colearn/configs/demo.yaml`` inside the installed package.
+    """
+    return str(files('torchgeo_colearn') / 'configs' / 'demo.yaml')
 
 
 def demo_encoders(
@@ -59,147 +73,89 @@ def demo_encoders(
     return {name: dict(configs[kind]) for name, kind in modalities.items()}
 
 
-def run_method(
-    method: str,
-    task: TaskType,
-    output: str,
-    max_epochs: int,
-    patience: int,
-    accelerator: str,
-    seed: int,
-    data_args: Mapping[str, Any],
-    callbacks: Sequence[Callback] = (),
-) -> dict[str, float]:
-    """Train one method on the synthetic benchmark and test its best checkpoint.
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Turn the demo's options into overrides of the built-in config.
 
     Args:
-        method: A key of :data:`METHODS`.
-        task: The task type.
-        output: Log directory.
-        max_epochs: Maximum number of epochs.
-        patience: Early-stopping patience on ``val_loss``, in epochs.
-        accelerator: Lightning accelerator.
-        seed: Global seed.
-        data_args: Arguments of :class:`SyntheticMultiSensorDataModule` besides *task* and *seed*.
-        callbacks: Extra callbacks.
+        args: Parsed options.
 
     Returns:
-        The test metrics, e.g. ``{'test_s1_OverallAccuracy': 0.9, ...}``.
+        A mapping deep-merged over the config.
     """
-    seed_everything(seed, workers=True)
-    datamodule = SyntheticMultiSensorDataModule(task=task, seed=seed, **data_args)
-    model = METHODS[method](
-        encoders=demo_encoders(
-            datamodule.kwargs['modalities'], datamodule.kwargs['seq_len']
-        ),
-        task=task,
-        num_classes=datamodule.kwargs['num_classes'] if task == 'multiclass' else None,
-        num_labels=datamodule.kwargs['num_labels'] if task == 'multilabel' else None,
-        embed_dim=EMBED_DIM,
-        class_weights='balanced' if task in ('binary', 'multiclass') else None,
-    )
-    checkpoint = ModelCheckpoint(monitor='val_loss')
-    trainer = Trainer(
-        max_epochs=max_epochs,
-        accelerator=accelerator,
-        logger=TensorBoardLogger(output, name=method.replace(' ', '_')),
-        callbacks=[
-            EarlyStopping('val_loss', patience=patience),
-            checkpoint,
-            *callbacks,
-        ],
-        enable_model_summary=False,
-        log_every_n_steps=10,
-    )
-    trainer.fit(model, datamodule)
-    (results,) = trainer.test(model, datamodule, ckpt_path='best', verbose=False)
-    return dict(results)
-
-
-def comparison_rows(
-    task: TaskType,
-    modalities: Sequence[str],
-    results: Mapping[str, Mapping[str, float]],
-) -> list[dict[str, Any]]:
-    """Tabulate co-learned vs trained-alone test metrics per inference modality.
-
-    Args:
-        task: The task type.
-        modalities: The inference modalities.
-        results: Method name mapped to its test metrics.
-
-    Returns:
-        One row per (modality, metric): ``modality``, ``metric``, one column per method and ``gain``
-        (co-learned minus trained alone; for RMSE and MAE, lower is better, so the sign is flipped).
-    """
-    rows = []
-    for modality in modalities:
-        for metric in build_metrics(task, num_classes=2, num_labels=1):
-            values = {
-                m: results[m][metric_key('test', modality, str(metric))]
-                for m in METHODS
+    task: TaskType = args.task
+    classification = task in ('binary', 'multiclass')
+    model: dict[str, Any] = {
+        'task': task,
+        'class_weights': 'balanced' if classification else None,
+    }
+    if task == 'multilabel':
+        model['num_labels'] = 5
+    return {
+        'data': {
+            'init_args': {
+                'task': task,
+                'num_samples': args.num_samples,
+                'seed': args.seed,
             }
-            sign = -1 if metric in ('RMSE', 'MAE') else 1
-            gain = sign * (values['co-learned'] - values['trained alone'])
-            rows.append(
-                {'modality': modality, 'metric': metric, **values, 'gain': gain}
-            )
-    return rows
+        },
+        'model': model,
+        'seeds': [args.seed],
+        'trainer': {
+            'max_epochs': args.max_epochs,
+            'patience': args.patience,
+            'accelerator': args.accelerator,
+            'threads': args.threads,
+        },
+        'report': {'metric': PRIMARY_METRIC[task]},
+    }
 
 
-def print_table(rows: Sequence[Mapping[str, Any]], title: str) -> None:
-    """Print the comparison table in the terminal.
-
-    Args:
-        rows: Output of :func:`comparison_rows`.
-        title: Table title.
-    """
-    table = Table(title=title)
-    for column in ('inference modality', 'metric', *METHODS, 'gain'):
-        table.add_column(
-            column,
-            justify='left' if column in ('inference modality', 'metric') else 'right',
-        )
-    for row in rows:
-        gain = row['gain']
-        style = 'green' if gain > 0 else 'red'
-        table.add_row(
-            row['modality'],
-            row['metric'],
-            *(f'{row[m]:.4f}' for m in METHODS),
-            f'[{style}]{gain:+.4f}[/{style}]',
-        )
-    Console().print(table)
-
-
-def write_table(rows: Sequence[Mapping[str, Any]], path: str) -> None:
-    """Write the comparison table as CSV.
+def comparison(scores: pd.DataFrame) -> pd.DataFrame:
+    """Tabulate co-learned vs trained-alone test scores per inference modality.
 
     Args:
-        rows: Output of :func:`comparison_rows`.
-        path: CSV path.
+        scores: The demo's per-run scores (:func:`~torchgeo_colearn.benchmark.aggregate.collect`).
+
+    Returns:
+        Indexed by (inference modality, metric): one column per method (:data:`COLUMNS`) and ``gain``
+        (co-learned minus trained alone; sign flipped when lower is better, so positive favours co-learning).
     """
-    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
-    with open(path, 'w', newline='') as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    table = (
+        scores[scores['method'].isin(list(COLUMNS))]
+        .pivot_table(index=['scenario', 'metric'], columns='method', values='value')
+        .dropna()
+        .rename(columns=COLUMNS)
+    )
+    scenarios = sort_scenario_names(
+        scores['scenario']
+    )  # training order of the modalities
+    table = table.reindex(sorted(table.index, key=lambda key: scenarios.index(key[0])))
+    sign = [
+        1.0 if higher_is_better(str(metric)) else -1.0
+        for metric in table.index.get_level_values(1)
+    ]
+    table['gain'] = sign * (table['co-learned'] - table['trained alone'])
+    table.index.names = ['inference modality', 'metric']
+    table.columns.name = None
+    return table[[*COLUMNS.values(), 'gain']]
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """Run the demo: train CoLearnTask and single-modality models, print the comparison.
+    """Run the demo: the built-in benchmark config through the benchmark runner, then the comparison.
 
     Args:
         argv: Arguments after ``demo``; see ``colearn demo --help``.
 
     Returns:
-        The comparison rows.
+        The comparison rows: ``modality``, ``metric``, ``co-learned``, ``trained alone``, ``gain``.
     """
     parser = argparse.ArgumentParser(
         prog='colearn demo',
         description=(
-            'Train a co-learning model (MDiCo) and one model per modality trained alone on the embedded '
-            'synthetic multi-sensor benchmark, then compare them per inference modality on the test fold.'
+            'Train a co-learning model (MDiCo) with every modality and one model per modality trained alone '
+            'on the embedded synthetic multi-sensor benchmark (the built-in benchmark config '
+            'torchgeo_colearn/configs/demo.yaml, run by `colearn benchmark`), then compare them per '
+            'inference modality on the test fold. Finished runs of the same settings are reused.'
         ),
     )
     parser.add_argument(
@@ -208,11 +164,11 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         choices=['binary', 'multiclass', 'multilabel', 'regression'],
     )
     parser.add_argument(
-        '--output', default='logs/demo', help='log directory (TensorBoard, tables)'
+        '--output', default='logs/demo', help='folder of the runs, tables and report'
     )
     parser.add_argument('--max-epochs', type=int, default=60)
     parser.add_argument(
-        '--patience', type=int, default=10, help='early stopping on val_loss'
+        '--patience', type=int, default=10, help='early stopping on the validation loss'
     )
     parser.add_argument('--num-samples', type=int, default=2000)
     parser.add_argument('--accelerator', default='auto')
@@ -226,27 +182,39 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
             'collapse when other processes share the cores'
         ),
     )
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    data_args = {'num_samples': args.num_samples, 'modality_kinds': DEFAULT_MODALITIES}
-    results = {
-        method: run_method(
-            method,
-            args.task,
-            args.output,
-            args.max_epochs,
-            args.patience,
-            args.accelerator,
-            args.seed,
-            data_args,
-        )
-        for method in METHODS
-    }
-    rows = comparison_rows(args.task, list(DEFAULT_MODALITIES), results)
-    print_table(
-        rows, f'Synthetic benchmark ({args.task}): test metrics per inference modality'
+    parser.add_argument(
+        '--progress',
+        choices=['run', 'epoch', 'bar'],
+        help="a line per run, also a line per epoch (default when the output is not a terminal), or Lightning's "
+        'progress bar (default in a terminal)',
     )
-    path = os.path.join(args.output, 'comparison.csv')
-    write_table(rows, path)
-    print(f'Table written to {path}; TensorBoard: tensorboard --logdir {args.output}')
-    return rows
+    args = parser.parse_args(argv)
+    try:
+        benchmark = load_config(config_path(), overrides(args))
+    except ConfigError as error:
+        sys.exit(f'colearn demo: {error}')
+    progress: Progress = args.progress or ('bar' if sys.stdout.isatty() else 'epoch')
+    start = time.perf_counter()
+    run_grid(benchmark, args.output, progress=progress)
+    command = 'colearn demo ' + shlex.join(
+        list(argv) if argv is not None else sys.argv[2:]
+    )
+    report = os.path.join(args.output, 'report.md')
+    write_report(benchmark, args.output, report, command)
+    table = comparison(collect(benchmark, args.output)[0])
+    print_table(
+        table, f'Synthetic benchmark ({args.task}): test scores per inference modality'
+    )
+    write_table(table, os.path.join(args.output, 'comparison'), {'task': args.task})
+    print(
+        f'Done in {time.perf_counter() - start:.0f} s. Table: {os.path.join(args.output, "comparison.csv")}; '
+        f'report: {report}'
+    )
+    return [
+        {
+            'modality': str(key[0]),
+            'metric': str(key[1]),
+            **{str(k): v for k, v in row.items()},
+        }
+        for key, row in zip(table.index, table.to_dict('records'), strict=True)
+    ]

@@ -29,6 +29,15 @@ EXTRA_COMMANDS = {
     'benchmark': 'torchgeo_colearn.benchmark',
 }
 
+#: Listed by ``colearn --help`` below LightningCLI's subcommands.
+EXTRA_HELP = (
+    'other subcommands: '
+    '`colearn demo` trains MDiCo and single-modality models on the built-in synthetic benchmark and '
+    'compares them per inference modality; '
+    '`colearn benchmark --config experiments/benchmarks/<name>.yaml` runs a cross-validated comparison of '
+    'methods (resumable), with a generated report. See `colearn demo --help` and `colearn benchmark --help`.'
+)
+
 
 class ColearnCLI(LightningCLI):
     """LightningCLI with the scenario report and the prediction writer always attached.
@@ -108,7 +117,7 @@ def main(args: ArgsType = None) -> LightningCLI | None:
         subclass_mode_model=True,
         subclass_mode_data=True,
         save_config_kwargs={'overwrite': True},
-        parser_kwargs={'version': __version__},
+        parser_kwargs={'version': __version__, 'epilog': EXTRA_HELP},
         args=args,
     )
 

@@ -388,3 +388,67 @@ def test_colearn_fit_and_test_encode_once_per_batch(tmp_path: Path) -> None:
         assert batches
         for counter in batches:
             assert len(counter) == 6 and set(counter.values()) == {1}
+
+
+@pytest.mark.parametrize(
+    ('options', 'error', 'match'),
+    [
+        ({'class_weights': 'inverse'}, ValueError, "'balanced', a list or None"),
+        ({'class_weights': [1.0, 2.0]}, ValueError, 'must have 3 values'),
+        ({'task': 'ranking'}, ValueError, "task must be one of .*'ranking'"),
+        ({'num_classes': None}, ValueError, 'needs num_classes >= 2'),
+        ({'task': 'multilabel'}, ValueError, 'needs num_labels >= 1'),
+        (
+            {'encoders': {'s-1': ENCODERS['s1'], 's2': ENCODERS['s2']}},
+            ValueError,
+            'identifiers',
+        ),
+        ({'encoders': {'s1': ENCODERS['s1']}}, ValueError, 'at least 2 modalities'),
+    ],
+)
+def test_bad_options_name_the_option(
+    options: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    arguments: dict[str, Any] = {
+        'encoders': ENCODERS,
+        'task': 'multiclass',
+        'num_classes': 3,
+    } | options
+    with pytest.raises(error, match=match):
+        CoLearnTask(**arguments)
+
+
+@pytest.mark.parametrize('optimizer', ['adam', 'adamw', 'sgd'])
+@pytest.mark.parametrize('scheduler', ['plateau', 'cosine', 'none'])
+def test_optimizers_and_schedules(optimizer: Any, scheduler: Any) -> None:
+    model = SingleModalityTask(
+        encoders=ENCODERS,
+        num_classes=3,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        lr=0.01,
+    )
+    config = model.configure_optimizers()
+    assert config['optimizer'].param_groups[0]['lr'] == 0.01
+    assert ('lr_scheduler' in config) == (scheduler != 'none')
+
+
+@pytest.mark.parametrize(
+    ('option', 'value'), [('optimizer', 'lion'), ('scheduler', 'step')]
+)
+def test_unknown_optimizer_or_schedule(option: str, value: str) -> None:
+    options: dict[str, Any] = {option: value}
+    model = SingleModalityTask(encoders=ENCODERS, num_classes=3, **options)
+    with pytest.raises(ValueError, match=f'{option} must be'):
+        model.configure_optimizers()
+
+
+def test_input_fusion_representations_per_modality() -> None:
+    model = InputFusionTask(
+        encoders={m: ENCODERS[m] for m in ('s1', 's3')}, num_classes=3, embed_dim=8
+    ).eval()
+    batch = method_dataset(('s1', 's3')).batch(range(4))
+    reps = model.representations(batch)
+    assert set(reps) == {'s1', 's3'}
+    assert all(r['features'].shape == (4, 16) for r in reps.values())
+    assert not torch.allclose(reps['s1']['features'], reps['s3']['features'])

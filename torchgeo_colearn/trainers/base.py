@@ -5,7 +5,16 @@
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Literal, Protocol, TypeAlias, cast, runtime_checkable
+from typing import (
+    Any,
+    ClassVar,
+    Literal,
+    Protocol,
+    TypeAlias,
+    cast,
+    get_args,
+    runtime_checkable,
+)
 
 import torch
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
@@ -220,6 +229,9 @@ class MultiModalTask(BaseTask, ABC):
         self._loss_counts: dict[str, int] = {}
         #: The last computed scenario scores per stage: scenario name mapped to metric mapped to value.
         self.scenario_results: dict[str, dict[str, dict[str, float]]] = {}
+        if task not in get_args(TaskType):
+            msg = f'task must be one of {get_args(TaskType)}, got {task!r}'
+            raise ValueError(msg)
         if len(encoders) < self.min_modalities:
             msg = (
                 f'{type(self).__name__} needs at least {self.min_modalities} modalities in '
@@ -292,14 +304,8 @@ class MultiModalTask(BaseTask, ABC):
         saved in checkpoints.
 
         Raises:
-            ValueError: If explicit class weights have the wrong length or the task type is unknown.
+            ValueError: If explicit class weights have the wrong length.
         """
-        if self.task_type not in ('binary', 'multiclass', 'multilabel', 'regression'):
-            msg = (
-                f"task must be 'binary', 'multiclass', 'multilabel' or 'regression', "
-                f'got {self.task_type!r}'
-            )
-            raise ValueError(msg)
         weights = self.hparams.get('class_weights')
         size = 2 if self.task_type == 'binary' else self.output_dim
         class_weights: Tensor | None = None
