@@ -138,9 +138,11 @@ def check_predictor(module: object) -> ScenarioPredictor:
 class MultiModalTask(BaseTask, ABC):
     """Base of the multi-modal tasks: dict batch in, one prediction per inference scenario out.
 
-    It implements what every method shares: the constructor arguments below, input validation (keys,
-    shapes, NaN), the supervised loss of the task type (class weights, target standardisation),
-    optimisers, and the evaluation of every inference scenario. Per validation or test batch each
+    It implements what every method shares: the constructor arguments below, batch validation (keys,
+    shapes, NaN and ``inf`` in inputs, the ``label`` against the task: :mod:`.checks`), the
+    supervised loss of the task type (class weights, target standardisation), optimisers,
+    checkpoints that resume reproducibly (:mod:`.checkpoints`), and the evaluation of every inference
+    scenario. Per validation or test batch each
     modality is encoded **once** (:meth:`encode`); the same features give the loss terms
     (:meth:`losses`) and the prediction of every scenario (:meth:`predict_from`), whose scores accumulate
     on the device (:class:`~torchgeo_colearn.metrics.ScenarioScores`) and are logged at epoch end as
