@@ -7,15 +7,17 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 import torchgeo.main
 import yaml
 
+from torchgeo_colearn import CoLearnTask
 from torchgeo_colearn.datasets.synthetic import DEFAULT_MODALITIES
 from torchgeo_colearn.demo import demo_encoders
-from torchgeo_colearn.main import ADVERT_PREFIX, main, quiet_lightning
+from torchgeo_colearn.main import ADVERT_PREFIX, configured_class, main, quiet_lightning
 
 from .fakes import fake_task, loader, make_dataset, make_trainer
 
@@ -240,3 +242,14 @@ def test_quiet_lightning_keeps_other_records(caplog: pytest.LogCaptureFixture) -
         log.info(f'{ADVERT_PREFIX} install something')
         log.info('GPU available: False')
     assert [r.getMessage() for r in caplog.records] == ['GPU available: False']
+
+
+def test_configured_class() -> None:
+    config = SimpleNamespace(class_path='torchgeo_colearn.CoLearnTask')
+    assert configured_class(config) is CoLearnTask
+    for path in ('torchgeo_colearn.Nothing', 'nowhere.Task', 'CoLearnTask', None):
+        assert configured_class(SimpleNamespace(class_path=path)) is None
+    assert (
+        configured_class(SimpleNamespace(class_path='torchgeo_colearn.__version__'))
+        is None
+    )

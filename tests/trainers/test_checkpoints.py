@@ -2,6 +2,7 @@
 # Licensed under the MIT License.
 
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +146,9 @@ def bad_file(tmp_path: Path, kind: str) -> Path:
             path.write_bytes(data[: len(data) // 2])
         case 'text':
             path.write_text('not a checkpoint\n')
+        case 'zip':
+            with zipfile.ZipFile(path, 'w') as archive:
+                archive.writestr('data.txt', 'not a checkpoint')
         case 'state_dict':
             torch.save({'weight': torch.zeros(2)}, path)
         case 'other_package':
@@ -163,6 +167,10 @@ BAD_FILES = [
     ('empty', r'the file is empty \(expected a Lightning checkpoint of LinearTask\)'),
     ('truncated', r'not a PyTorch checkpoint, or a truncated one'),
     ('text', r'not a PyTorch checkpoint, or a truncated one'),
+    (
+        'zip',
+        r'the checkpoint cannot be read \(.*\); expected a Lightning checkpoint of LinearTask',
+    ),
     (
         'state_dict',
         r"not a Lightning checkpoint \(it holds a dict with keys \['weight'\]\)",

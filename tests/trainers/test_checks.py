@@ -119,6 +119,21 @@ def test_target_not_a_tensor() -> None:
         fake_task('multiclass').training_step(batch, 0)
 
 
+def test_complex_target() -> None:
+    batch = batch_with('regression', torch.zeros(4, dtype=torch.complex64))
+    with pytest.raises(
+        TypeError, match=r"key 'label': expected real values, got dtype"
+    ):
+        fake_task('regression').training_step(batch, 0)
+
+
+def test_tensor_ids_are_named() -> None:
+    batch = batch_with('binary', torch.tensor([0, 1, 1, 5]))
+    batch['id'] = torch.tensor([10, 11, 12, 13])
+    with pytest.raises(ValueError, match=r'sample 3 \(id 13\) has label 5'):
+        fake_task('binary').training_step(batch, 0)
+
+
 def test_missing_label_names_the_keys() -> None:
     batch = batch_with('multiclass', torch.tensor([0, 1, 2, 1]))
     del batch['label']
