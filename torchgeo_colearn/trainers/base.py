@@ -469,8 +469,12 @@ class MultiModalTask(BaseTask, ABC):
         The random states are restored only when a fit resumes from the checkpoint (``fit(...,
         ckpt_path=...)``): loading weights for testing or prediction leaves them alone. A fit
         resumed from a checkpoint written at the end of an epoch then repeats the uninterrupted
-        fit bit for bit on the CPU (same data order, same dropout); one written in the middle of
-        an epoch resumes with another data order for the rest of that epoch.
+        fit bit for bit on the CPU (same data order, with or without loader workers; same dropout
+        and augmentations). What differs: a checkpoint written in the middle of an epoch resumes
+        with another data order for the rest of that epoch; a checkpoint without random states
+        (release 0.1) resumes from the current ones; generators of accelerators other than CUDA
+        are not saved; under multi-process training every process restores the states of the
+        process that wrote the checkpoint.
 
         Args:
             checkpoint: The loaded checkpoint; the ``state_dict`` keys of checkpoints written by
