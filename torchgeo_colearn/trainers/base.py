@@ -39,7 +39,7 @@ from .checkpoints import (
     random_state,
     set_random_state,
 )
-from .checks import BatchChecks, explain_batch_norm
+from .checks import BatchChecks, check_plateau_validation, explain_batch_norm
 
 #: A modality's input: the batch tensor and its optional (B, T) validity mask.
 ModalityInput: TypeAlias = tuple[Tensor, Tensor | None]
@@ -387,7 +387,9 @@ class MultiModalTask(BaseTask, ABC):
         Raises:
             ValueError: If ``scheduler='plateau'`` and validation does not run every epoch.
         """
-        self._check_validation_for_scheduler()
+        check_plateau_validation(
+            self.trainer, self.hparams.get('scheduler', 'plateau'), self.monitor
+        )
         datamodule = getattr(self.trainer, 'datamodule', None)
         if datamodule is None:
             return
@@ -415,36 +417,6 @@ class MultiModalTask(BaseTask, ABC):
                 criterion.target_mean.fill_(mean)
             if self.hparams.get('target_std') is None:
                 criterion.target_std.fill_(std)
-
-    def _check_validation_for_scheduler(self) -> None:
-        """Check that the 'plateau' schedule will find ``val_loss`` after every training epoch.
-
-        Raises:
-            ValueError: If fitting runs no validation, or not every epoch, while
-                ``scheduler='plateau'``.
-        """
-        if self.hparams.get('scheduler', 'plateau') != 'plateau':
-            return
-        trainer = self.trainer
-        fix = (
-            "set the task's scheduler to 'none' or 'cosine' (`--model.init_args.scheduler none`, "
-            '`scheduler: none` in the YAML)'
-        )
-        if not trainer.enable_validation:
-            msg = (
-                f"scheduler='plateau' (the default) lowers the learning rate when {self.monitor} "
-                f'stops improving, but this fit runs no validation (no validation dataloader, or '
-                f'limit_val_batches=0): {fix}, or give a validation split'
-            )
-            raise ValueError(msg)
-        every = trainer.check_val_every_n_epoch
-        if every is not None and every > 1:
-            msg = (
-                f"scheduler='plateau' (the default) reads {self.monitor} after every training "
-                f'epoch, but validation runs every {every} epochs (check_val_every_n_epoch={every}): '
-                f'{fix}, or validate every epoch'
-            )
-            raise ValueError(msg)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the task class, the package version and the random states in the checkpoint.

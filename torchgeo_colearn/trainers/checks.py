@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Checks of the batches a task receives: targets against the task, missing input values, batch size."""
+"""Checks of what a task receives: targets, missing input values, batch size, validation to schedule on."""
 
 import math
 from collections.abc import Iterator, Mapping
@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from lightning.pytorch import Trainer
 from torch import Tensor
 
 from ..metrics import TaskType
@@ -379,3 +380,41 @@ def explain_batch_norm(batch_size: int) -> Iterator[None]:
             f'use a larger batch_size (from BatchNorm: {error})'
         )
         raise ValueError(msg) from error
+
+
+def check_plateau_validation(trainer: Trainer, scheduler: str, monitor: str) -> None:
+    """Check that the 'plateau' schedule will find its monitored value after every training epoch.
+
+    Lightning steps the schedule at the end of every training epoch and fails there, after the first
+    epoch, when validation did not log the value; this check fails before training starts.
+
+    Args:
+        trainer: The trainer about to fit.
+        scheduler: The task's ``scheduler`` option.
+        monitor: The value the schedule monitors, e.g. ``'val_loss'``.
+
+    Raises:
+        ValueError: If *scheduler* is 'plateau' and the fit runs no validation, or not every epoch;
+            the message names the option and the fix.
+    """
+    if scheduler != 'plateau':
+        return
+    fix = (
+        "set the task's scheduler to 'none' or 'cosine' (`--model.init_args.scheduler none`, "
+        '`scheduler: none` in the YAML)'
+    )
+    if not trainer.enable_validation:
+        msg = (
+            f"scheduler='plateau' (the default) lowers the learning rate when {monitor} stops "
+            f'improving, but this fit runs no validation (no validation dataloader, or '
+            f'limit_val_batches=0): {fix}, or give a validation split'
+        )
+        raise ValueError(msg)
+    every = trainer.check_val_every_n_epoch
+    if every is not None and every > 1:
+        msg = (
+            f"scheduler='plateau' (the default) reads {monitor} after every training epoch, but "
+            f'validation runs every {every} epochs (check_val_every_n_epoch={every}): {fix}, or '
+            f'validate every epoch'
+        )
+        raise ValueError(msg)
