@@ -19,16 +19,21 @@ LINE = re.compile(
 
 
 def fit_lines(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], mode: ProgressMode
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    mode: ProgressMode,
+    epochs: int = 1,
 ) -> list[str]:
-    dataset = make_dataset('multiclass')
-    trainer = make_trainer(tmp_path, [EpochProgress(mode)], logger=False, max_epochs=3)
+    dataset = make_dataset('multiclass', num_samples=16)
+    trainer = make_trainer(
+        tmp_path, [EpochProgress(mode)], logger=False, max_epochs=epochs
+    )
     trainer.fit(fake_task('multiclass'), loader(dataset), loader(dataset))
     return capsys.readouterr().out.splitlines()
 
 
 def test_one_line_per_epoch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    lines = fit_lines(tmp_path, capsys, 'always')
+    lines = fit_lines(tmp_path, capsys, 'always', epochs=3)
     assert [LINE.match(line) is not None for line in lines] == [True] * 3, lines
     assert [int(LINE.fullmatch(line)[1]) for line in lines] == [0, 1, 2]  # type: ignore[index]
 
