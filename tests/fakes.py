@@ -116,8 +116,7 @@ def fake_task(
     return cls(
         encoders={m: {'shape': SHAPES[m]} for m in modalities},
         task=task,
-        scheduler='none',
-        **{**extra, **kwargs},
+        **{'scheduler': 'none', **extra, **kwargs},
     )
 
 

@@ -5,11 +5,14 @@
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import (
+    IO,
     Any,
     ClassVar,
     Literal,
     Protocol,
+    Self,
     TypeAlias,
     cast,
     get_args,
@@ -28,6 +31,16 @@ from ..losses import TaskLoss
 from ..metrics import ScenarioScores, TaskType
 from ..models import Encoder
 from ..scenarios import Scenario, default_scenarios, metric_key, scenario_name
+from .checkpoints import (
+    CHECKPOINT_KEY,
+    check_checkpoint,
+    check_task_class,
+    is_checkpoint_file,
+    qualified_name,
+    random_state,
+    set_random_state,
+)
+from .checks import BatchChecks, check_plateau_validation, explain_batch_norm
 
 #: A modality's input: the batch tensor and its optional (B, T) validity mask.
 ModalityInput: TypeAlias = tuple[Tensor, Tensor | None]
@@ -144,9 +157,11 @@ def check_predictor(module: object) -> ScenarioPredictor:
 class MultiModalTask(BaseTask, ABC):
     """Base of the multi-modal tasks: dict batch in, one prediction per inference scenario out.
 
-    It implements what every method shares: the constructor arguments below, input validation (keys,
-    shapes, NaN), the supervised loss of the task type (class weights, target standardisation),
-    optimisers, and the evaluation of every inference scenario. Per validation or test batch each
+    It implements what every method shares: the constructor arguments below, batch validation (keys,
+    shapes, NaN and ``inf`` in inputs, the ``label`` against the task: :mod:`.checks`), the
+    supervised loss of the task type (class weights, target standardisation), optimisers,
+    checkpoints that resume reproducibly (:mod:`.checkpoints`), and the evaluation of every inference
+    scenario. Per validation or test batch each
     modality is encoded **once** (:meth:`encode`); the same features give the loss terms
     (:meth:`losses`) and the prediction of every scenario (:meth:`predict_from`), whose scores accumulate
     on the device (:class:`~torchgeo_colearn.metrics.ScenarioScores`) and are logged at epoch end as
@@ -224,7 +239,8 @@ class MultiModalTask(BaseTask, ABC):
             ValueError: With fewer modalities than the method needs, a modality name that is not an
                 identifier, or an invalid option.
         """
-        self._deferred_nan: dict[str, Tensor] = {}
+        #: The value checks of inputs and targets (immediate on the CPU, deferred on accelerators).
+        self.batch_checks = BatchChecks()
         self._loss_sums: dict[str, dict[str, Tensor]] = {}
         self._loss_counts: dict[str, int] = {}
         #: The last computed scenario scores per stage: scenario name mapped to metric mapped to value.
@@ -342,8 +358,57 @@ class MultiModalTask(BaseTask, ABC):
             }
         )
 
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: str | Path | IO[Any],
+        map_location: Any = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Load a task from a checkpoint, after checking that the file is one of this task class.
+
+        Args:
+            checkpoint_path: Path of the checkpoint (or an open file, loaded unchecked).
+            map_location: As for :meth:`lightning.pytorch.LightningModule.load_from_checkpoint`.
+            hparams_file: Idem.
+            strict: Idem.
+            weights_only: Idem.
+            **kwargs: Hyperparameters that override the saved ones.
+
+        Returns:
+            The task.
+
+        Raises:
+            FileNotFoundError: If the file does not exist.
+            ValueError: If the file is empty, truncated, not a Lightning checkpoint or one of another
+                task class; the message names the path and the expected class.
+        """
+        if is_checkpoint_file(checkpoint_path):
+            check_checkpoint(cast(str | Path, checkpoint_path), cls, weights_only)
+        return super().load_from_checkpoint(
+            checkpoint_path,
+            map_location=map_location,
+            hparams_file=hparams_file,
+            strict=strict,
+            weights_only=weights_only,
+            **kwargs,
+        )
+
     def on_fit_start(self) -> None:
-        """Fill 'balanced' class weights and regression target statistics from the datamodule."""
+        """Check the schedule's validation, fill class weights and target statistics.
+
+        'balanced' class weights and regression target statistics left at None come from the
+        datamodule.
+
+        Raises:
+            ValueError: If ``scheduler='plateau'`` and validation does not run every epoch.
+        """
+        check_plateau_validation(
+            self.trainer, self.hparams.get('scheduler', 'plateau'), self.monitor
+        )
         datamodule = getattr(self.trainer, 'datamodule', None)
         if datamodule is None:
             return
@@ -372,12 +437,51 @@ class MultiModalTask(BaseTask, ABC):
             if self.hparams.get('target_std') is None:
                 criterion.target_std.fill_(std)
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Rename the state-dict keys of checkpoints written by earlier releases.
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the task class, the package version and the random states in the checkpoint.
+
+        The random states (torch, CUDA, numpy, Python) make a resumed fit repeat the uninterrupted
+        one: the data order of the next epochs and the dropout masks are drawn from them.
 
         Args:
-            checkpoint: The loaded checkpoint; its ``state_dict`` is updated in place.
+            checkpoint: The checkpoint being written; updated in place.
         """
+        from .. import __version__  # the package's __init__ imports this module first
+
+        checkpoint[CHECKPOINT_KEY] = {
+            'task': qualified_name(type(self)),
+            'version': __version__,
+            'random_state': random_state(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Check the checkpoint's task class, restore the random states, rename legacy keys.
+
+        The random states are restored only when a fit resumes from the checkpoint (``fit(...,
+        ckpt_path=...)``): loading weights for testing or prediction leaves them alone. A fit
+        resumed from a checkpoint written at the end of an epoch then repeats the uninterrupted
+        fit bit for bit on the CPU (same data order, with or without loader workers; same dropout
+        and augmentations). What differs: a checkpoint written in the middle of an epoch resumes
+        with another data order for the rest of that epoch; a checkpoint without random states
+        (release 0.1) resumes from the current ones; generators of accelerators other than CUDA
+        are not saved; under multi-process training every process restores the states of the
+        process that wrote the checkpoint.
+
+        Args:
+            checkpoint: The loaded checkpoint; the ``state_dict`` keys of checkpoints written by
+                earlier releases are renamed in place.
+
+        Raises:
+            ValueError: If the checkpoint is one of another task class.
+        """
+        fitting = self._trainer is not None and self.trainer.state.fn == 'fit'
+        path = (
+            str(self.trainer.ckpt_path) if self._trainer is not None else 'checkpoint'
+        )
+        check_task_class(checkpoint, path, type(self))
+        saved = checkpoint.get(CHECKPOINT_KEY, {}).get('random_state')
+        if fitting and saved is not None:
+            set_random_state(saved)
         state = checkpoint.get('state_dict', {})
         for key in list(state):
             for old, new in self.legacy_prefixes.items():
@@ -405,15 +509,17 @@ class MultiModalTask(BaseTask, ABC):
         batch: Mapping[str, Any],
         require_all: bool = False,
         defer_nan_check: bool = False,
+        batch_idx: int = 0,
     ) -> dict[str, ModalityInput]:
         """Validate a batch and extract each modality's input.
 
         Args:
             batch: Batch dict with ``image_<modality>`` keys.
             require_all: Every training modality must be present (training objectives).
-            defer_nan_check: On accelerators, accumulate the NaN check on the device and raise at the
-                end of the epoch instead of synchronising every step (CPU tensors are always checked
-                at once).
+            defer_nan_check: On accelerators, accumulate the check for missing values (NaN, ``inf``)
+                on the device and raise at the end of the epoch instead of synchronising every step
+                (CPU tensors are always checked at once, naming the sample).
+            batch_idx: Index of the batch, named by a deferred error.
 
         Returns:
             Modality mapped to (input, validity mask or None), in training order.
@@ -421,7 +527,7 @@ class MultiModalTask(BaseTask, ABC):
         Raises:
             KeyError: On an unknown key, or a missing modality when *require_all*.
             TypeError: If a modality is not a tensor.
-            ValueError: If no training modality is present, on a wrong shape, or on NaN.
+            ValueError: If no training modality is present, on a wrong shape, or on NaN or ``inf``.
         """
         check_keys(batch, self.modalities)
         present = modalities_in(batch)
@@ -455,7 +561,7 @@ class MultiModalTask(BaseTask, ABC):
                     f'(* = any size)'
                 )
                 raise ValueError(msg)
-            self._check_finite(key, x, defer_nan_check)
+            self.batch_checks.check_input(key, x, batch, defer_nan_check, batch_idx)
             valid = batch.get(valid_key(modality))
             if valid is not None and tuple(valid.shape) != tuple(x.shape[:2]):
                 msg = (
@@ -465,38 +571,6 @@ class MultiModalTask(BaseTask, ABC):
                 raise ValueError(msg)
             inputs[modality] = (x.float(), valid)
         return inputs
-
-    def _check_finite(self, key: str, x: Tensor, defer: bool) -> None:
-        """Raise if an input holds NaN, or record the check for the end of the epoch.
-
-        Args:
-            key: The batch key, for the message.
-            x: The input tensor.
-            defer: Defer the check on accelerators (no device-to-host synchronisation per step).
-
-        Raises:
-            ValueError: If *x* holds NaN (checked now).
-        """
-        has_nan = torch.isnan(x).any()
-        if defer and x.device.type != 'cpu':
-            previous = self._deferred_nan.get(key)
-            self._deferred_nan[key] = (
-                has_nan if previous is None else previous | has_nan
-            )
-        elif has_nan:
-            msg = (
-                f'{key} holds NaN; let the datamodule fill them (fill_nan=True) or fill them '
-                f'before calling the model'
-            )
-            raise ValueError(msg)
-
-    def _raise_deferred_nan(self) -> None:
-        """Raise for the inputs that held NaN during the epoch, if any (one synchronisation)."""
-        flagged = [key for key, flag in self._deferred_nan.items() if bool(flag)]
-        self._deferred_nan.clear()
-        if flagged:
-            msg = f'{flagged} held NaN during this epoch; use fill_nan=True in the datamodule'
-            raise ValueError(msg)
 
     # ----------------------------------------------------------------------------------------------
     # What each method implements
@@ -673,27 +747,44 @@ class MultiModalTask(BaseTask, ABC):
     # Lightning steps
     # ----------------------------------------------------------------------------------------------
 
-    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> Tensor:
-        """Encode once, compute the loss terms, and score the stage's scenarios.
+    def _shared_step(
+        self, batch: Mapping[str, Any], stage: str, batch_idx: int = 0
+    ) -> Tensor:
+        """Check the batch, encode once, compute the loss terms, and score the stage's scenarios.
+
+        The inputs and the ``label`` are checked against the task (:mod:`.checks`): on the CPU at
+        every batch, naming the sample; on accelerators at the end of the epoch, without a
+        synchronisation per step.
 
         Args:
             batch: Normalised batch holding every training modality and ``label``.
             stage: 'train', 'val' or 'test'.
+            batch_idx: Index of the batch, named in error messages.
 
         Returns:
             The total loss.
 
         Raises:
             KeyError: If the batch has no ``label``.
+            ValueError: If the label does not fit the task, an input holds NaN or ``inf``, or a
+                training batch of one sample meets batch normalisation.
         """
-        if 'label' not in batch:
-            msg = f'{stage} batches need a label key, got keys {sorted(batch)}'
-            raise KeyError(msg)
-        target = batch['label']
-        inputs = self.modality_inputs(batch, require_all=True, defer_nan_check=True)
-        features = self.encode(inputs)
-        terms, outputs = self.losses(inputs, features, target)
-        batch_size = target.shape[0]
+        inputs = self.modality_inputs(
+            batch, require_all=True, defer_nan_check=True, batch_idx=batch_idx
+        )
+        batch_size = next(iter(inputs.values()))[0].shape[0]
+        target = self.batch_checks.check_target(
+            batch,
+            batch_size,
+            self.task_type,
+            self.num_classes,
+            self.num_labels,
+            f'{type(self).__name__}, {stage}',
+            batch_idx,
+        )
+        with explain_batch_norm(batch_size):
+            features = self.encode(inputs)
+            terms, outputs = self.losses(inputs, features, target)
         if stage == 'train':
             self.log('train_loss', terms['loss'], batch_size=batch_size, prog_bar=True)
         sums = self._loss_sums.setdefault(stage, {})
@@ -730,7 +821,7 @@ class MultiModalTask(BaseTask, ABC):
         Returns:
             The loss tensor.
         """
-        return self._shared_step(batch, 'train')
+        return self._shared_step(batch, 'train', batch_idx)
 
     def validation_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
@@ -742,7 +833,7 @@ class MultiModalTask(BaseTask, ABC):
             batch_idx: Integer displaying index of this batch.
             dataloader_idx: Index of the current dataloader.
         """
-        self._shared_step(batch, 'val')
+        self._shared_step(batch, 'val', batch_idx)
 
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Compute the test loss and accumulate the scores of every scenario.
@@ -752,7 +843,7 @@ class MultiModalTask(BaseTask, ABC):
             batch_idx: Integer displaying index of this batch.
             dataloader_idx: Index of the current dataloader.
         """
-        self._shared_step(batch, 'test')
+        self._shared_step(batch, 'test', batch_idx)
 
     def predict_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
@@ -768,7 +859,7 @@ class MultiModalTask(BaseTask, ABC):
             Scenario name mapped to its prediction (see :meth:`postprocess`); a single modality's
             scenario is named after the modality, e.g. ``{'s1': ..., 's2': ..., 's1+s2': ...}``.
         """
-        inputs = self.modality_inputs(batch, defer_nan_check=True)
+        inputs = self.modality_inputs(batch, defer_nan_check=True, batch_idx=batch_idx)
         features = self.encode(inputs)
         return {
             scenario_name(s): self.postprocess(self.predict_from(features, s))
@@ -825,19 +916,23 @@ class MultiModalTask(BaseTask, ABC):
         scores.reset()
 
     def on_train_epoch_end(self) -> None:
-        """Log the training loss terms and scores; raise if inputs held NaN during the epoch."""
+        """Log the training loss terms and scores; raise for deferred failed checks of the epoch."""
         self._log_epoch('train')
-        self._raise_deferred_nan()
+        self.batch_checks.raise_deferred()
 
     def on_validation_epoch_end(self) -> None:
-        """Log the validation loss terms and scores; raise if inputs held NaN during the epoch."""
+        """Log the validation loss terms and scores; raise for deferred failed checks."""
         self._log_epoch('val')
-        self._raise_deferred_nan()
+        self.batch_checks.raise_deferred()
 
     def on_test_epoch_end(self) -> None:
-        """Log the test loss terms and scores; raise if inputs held NaN during the epoch."""
+        """Log the test loss terms and scores; raise for deferred failed checks."""
         self._log_epoch('test')
-        self._raise_deferred_nan()
+        self.batch_checks.raise_deferred()
+
+    def on_predict_epoch_end(self) -> None:
+        """Raise if inputs held NaN or ``inf`` during prediction (deferred on accelerators)."""
+        self.batch_checks.raise_deferred()
 
     def configure_optimizers(self) -> OptimizerLRSchedulerConfig:
         """Build the optimiser and learning-rate schedule chosen by name.

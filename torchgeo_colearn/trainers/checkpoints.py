@@ -1,0 +1,235 @@
+# Copyright (c) torchgeo-colearn contributors. All rights reserved.
+# Licensed under the MIT License.
+
+"""What the tasks add to Lightning checkpoints (their class, the random states) and the file checks."""
+
+import os
+import pickle
+import random
+import zipfile
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+#: Checkpoint key of what this package adds: ``task`` (the qualified class name of the task),
+#: ``version`` (of the package) and ``random_state`` (:func:`random_state`).
+CHECKPOINT_KEY = 'torchgeo_colearn'
+
+#: Values of ``ckpt_path`` that Lightning resolves itself (not file paths).
+LIGHTNING_CKPT_NAMES = ('best', 'last', 'hpc', 'registry')
+
+
+def qualified_name(cls: type) -> str:
+    """Return the import path of a class.
+
+    Args:
+        cls: A class.
+
+    Returns:
+        ``module.QualifiedName``.
+    """
+    return f'{cls.__module__}.{cls.__qualname__}'
+
+
+def random_state() -> dict[str, Any]:
+    """Capture the global random states that training draws from.
+
+    The torch generator also seeds the data order: a ``RandomSampler`` without its own generator, and
+    every ``DataLoader`` iterator, draw their seed from it when an epoch starts. The values are tensors,
+    lists and numbers, so checkpoints still load with ``torch.load(weights_only=True)``.
+
+    Returns:
+        The states of torch (CPU, and every CUDA device once CUDA is initialised), numpy and Python's
+        ``random``.
+    """
+    _, keys, position, has_gauss, cached_gaussian = np.random.get_state(legacy=True)
+    version, python_state, gauss = random.getstate()
+    return {
+        'torch': torch.get_rng_state(),
+        'cuda': (
+            torch.cuda.get_rng_state_all()
+            if torch.cuda.is_initialized()  # type: ignore[no-untyped-call]
+            else []
+        ),
+        'numpy': {
+            'keys': torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            'position': int(position),
+            'has_gauss': int(has_gauss),
+            'cached_gaussian': float(cached_gaussian),
+        },
+        'python': [version, list(python_state), gauss],
+    }
+
+
+def set_random_state(state: Mapping[str, Any]) -> None:
+    """Restore the global random states captured by :func:`random_state`.
+
+    Args:
+        state: The captured states. CUDA states are restored when CUDA is available and the number of
+            devices matches.
+    """
+    torch.set_rng_state(state['torch'])
+    cuda = state.get('cuda', [])
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
+    numpy = state['numpy']
+    np.random.set_state(
+        (
+            'MT19937',
+            numpy['keys'].numpy().astype(np.uint32),
+            numpy['position'],
+            numpy['has_gauss'],
+            numpy['cached_gaussian'],
+        )
+    )
+    version, python_state, gauss = state['python']
+    random.setstate((version, tuple(python_state), gauss))
+
+
+def check_task_class(checkpoint: Mapping[str, Any], path: str, expected: type) -> None:
+    """Check that a checkpoint was written by a task class that *expected* is (or derives from).
+
+    Args:
+        checkpoint: The loaded checkpoint.
+        path: Its path, for the message.
+        expected: The task class about to load it.
+
+    Raises:
+        ValueError: If the checkpoint names another task class. Checkpoints of release 0.1 name
+            none and pass.
+    """
+    written = checkpoint.get(CHECKPOINT_KEY, {}).get('task')
+    if written is not None and written not in {
+        qualified_name(cls) for cls in expected.__mro__
+    }:
+        name = written.rsplit('.', 1)[-1]
+        msg = (
+            f'{path}: a checkpoint of {written}, expected one of {expected.__name__}; load it '
+            f'with {name}.load_from_checkpoint or `--model {name}`'
+        )
+        raise ValueError(msg)
+
+
+def check_checkpoint_content(
+    checkpoint: object, path: str, expected: type | None
+) -> None:
+    """Check that a loaded checkpoint is a Lightning checkpoint of a task that *expected* can load.
+
+    Args:
+        checkpoint: The loaded checkpoint.
+        path: Its path, for the messages.
+        expected: The task class about to load it, or None for any task of this package.
+
+    Raises:
+        ValueError: If it is not a Lightning checkpoint, not one of a task of this package (a task
+            checkpoint has the ``encoders`` hyperparameter), or one of another task class
+            (:func:`check_task_class`).
+    """
+    task = expected.__name__ if expected is not None else 'a torchgeo-colearn task'
+    wanted = f'a Lightning checkpoint of {task} (written by Trainer or ModelCheckpoint)'
+    if not isinstance(checkpoint, Mapping) or 'state_dict' not in checkpoint:
+        found = (
+            f'a dict with keys {sorted(map(str, checkpoint))}'
+            if isinstance(checkpoint, Mapping)
+            else type(checkpoint).__name__
+        )
+        msg = (
+            f'{path}: not a Lightning checkpoint (it holds {found}); expected {wanted}'
+        )
+        raise ValueError(msg)
+    hparams = checkpoint.get('hyper_parameters', {})
+    if 'encoders' not in hparams:
+        msg = (
+            f'{path}: a Lightning checkpoint of another model (hyperparameters '
+            f'{sorted(hparams)}); expected {wanted}'
+        )
+        raise ValueError(msg)
+    if expected is not None:
+        check_task_class(checkpoint, path, expected)
+
+
+def read_checkpoint(
+    path: str | os.PathLike[str],
+    expected: type | None,
+    weights_only: bool | None = None,
+) -> Mapping[str, Any]:
+    """Read a checkpoint file, with errors that name the path and what was expected.
+
+    The file is opened memory-mapped: only its small pickled part is read, not the weights.
+
+    Args:
+        path: The checkpoint file.
+        expected: The task class about to load it (for the messages), or None.
+        weights_only: As for :func:`torch.load` (None: torch's default).
+
+    Returns:
+        The checkpoint, its tensors memory-mapped.
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If the file is empty, truncated or not a PyTorch checkpoint.
+    """
+    name = os.fspath(path)
+    task = expected.__name__ if expected is not None else 'a torchgeo-colearn task'
+    wanted = f'a Lightning checkpoint of {task}'
+    if not os.path.isfile(name):
+        msg = f'{name}: no such checkpoint file (expected {wanted})'
+        raise FileNotFoundError(msg)
+    if os.path.getsize(name) == 0:
+        msg = f'{name}: the file is empty (expected {wanted})'
+        raise ValueError(msg)
+    if not zipfile.is_zipfile(name):
+        msg = (
+            f'{name}: not a PyTorch checkpoint, or a truncated one (no zip archive that '
+            f'torch.save writes); expected {wanted}'
+        )
+        raise ValueError(msg)
+    try:
+        checkpoint: Mapping[str, Any] = torch.load(
+            name, map_location='cpu', mmap=True, weights_only=weights_only
+        )
+    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError) as error:
+        msg = f'{name}: the checkpoint cannot be read ({error}); expected {wanted}'
+        raise ValueError(msg) from error
+    return checkpoint
+
+
+def check_checkpoint(
+    path: str | os.PathLike[str],
+    expected: type | None,
+    weights_only: bool | None = None,
+) -> None:
+    """Check a checkpoint file before Lightning loads it, naming the path and what was expected.
+
+    Args:
+        path: The checkpoint file.
+        expected: The task class about to load it, or None for any task of this package.
+        weights_only: As for :func:`torch.load` (None: torch's default).
+
+    Raises:
+        FileNotFoundError: If the file does not exist.
+        ValueError: If :func:`read_checkpoint` or :func:`check_checkpoint_content` rejects it.
+    """
+    checkpoint = read_checkpoint(path, expected, weights_only)
+    check_checkpoint_content(checkpoint, os.fspath(path), expected)
+
+
+def is_checkpoint_file(path: object) -> bool:
+    """Whether a ``ckpt_path`` names a local file (not 'best', 'last', 'hpc', a registry or a URL).
+
+    Args:
+        path: The value of a ``ckpt_path`` argument.
+
+    Returns:
+        True for a local path to check with :func:`check_checkpoint`.
+    """
+    if not isinstance(path, str | os.PathLike):
+        return False
+    name = os.fspath(path)
+    return (
+        name not in LIGHTNING_CKPT_NAMES
+        and not name.startswith('registry:')
+        and '://' not in name
+    )
