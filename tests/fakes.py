@@ -22,7 +22,8 @@ from torchgeo_colearn.metrics import (
 )
 from torchgeo_colearn.models import Encoder
 from torchgeo_colearn.scenarios import Scenario
-from torchgeo_colearn.trainers.base import LossOutput, ModalityInput, MultiModalTask
+from torchgeo_colearn.trainers.base import MultiModalTask
+from torchgeo_colearn.trainers.interface import LossOutput, ModalityInput
 
 #: Layout of the fake modalities: (T, C) time series or (C,) vectors.
 SHAPES: dict[str, tuple[int, ...]] = {

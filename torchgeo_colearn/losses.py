@@ -4,8 +4,8 @@
 """Loss terms of MDiCo and of the baselines."""
 
 import itertools
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -107,6 +107,52 @@ class TaskLoss(nn.Module):
         self.register_buffer('target_mean', torch.tensor(float(target_mean)))
         self.register_buffer('target_std', torch.tensor(float(target_std)))
 
+    @classmethod
+    def from_options(
+        cls,
+        task: TaskType,
+        size: int,
+        class_weights: Sequence[float] | str | None,
+        target_mean: float | None,
+        target_std: float | None,
+    ) -> 'TaskLoss':
+        """Build the loss from a task's options.
+
+        ``class_weights='balanced'`` and target statistics left at None are placeholders (ones, 0 and
+        1), filled from the datamodule when fitting starts (:meth:`fill_from`); as buffers, they are
+        saved in checkpoints.
+
+        Args:
+            task: The task type.
+            size: Number of class weights: 2 (binary), K classes or L labels.
+            class_weights: A list of *size* weights, 'balanced', or None (ignored for regression).
+            target_mean: Regression target mean, or None.
+            target_std: Regression target standard deviation, or None.
+
+        Returns:
+            The loss.
+
+        Raises:
+            ValueError: If *class_weights* is another string or has the wrong length.
+        """
+        weights: Tensor | None = None
+        if isinstance(class_weights, str):
+            if class_weights != 'balanced':
+                msg = f"class_weights must be 'balanced', a list or None, got {class_weights!r}"
+                raise ValueError(msg)
+            weights = torch.ones(size)
+        elif class_weights is not None:
+            weights = torch.as_tensor(class_weights, dtype=torch.float32)
+            if weights.shape != (size,):
+                msg = f'class_weights must have {size} values for task={task!r}, got {class_weights}'
+                raise ValueError(msg)
+        return cls(
+            task,
+            weights if task != 'regression' else None,
+            target_mean or 0.0,
+            target_std or 1.0,
+        )
+
     def standardize(self, target: Tensor) -> Tensor:
         """Standardise a regression target.
 
@@ -147,3 +193,39 @@ class TaskLoss(nn.Module):
                 )
             case 'regression':
                 return F.mse_loss(output.float(), self.standardize(target))
+
+    def fill_from(
+        self, datamodule: Any, balanced: bool, target_mean: bool, target_std: bool
+    ) -> None:
+        """Fill placeholders from the datamodule's training split, when it offers them.
+
+        Args:
+            datamodule: The datamodule; its ``class_weights(num_classes)`` and ``target_stats()`` are
+                used when present.
+            balanced: Fill the class weights ('balanced').
+            target_mean: Fill the regression target mean.
+            target_std: Fill the regression target standard deviation.
+
+        Raises:
+            ValueError: If the datamodule's class weights have another shape than the task's.
+        """
+        if (
+            balanced
+            and self.class_weights is not None
+            and hasattr(datamodule, 'class_weights')
+        ):
+            expected = self.class_weights.shape
+            weights = datamodule.class_weights(expected[0]).to(self.target_mean.device)
+            if weights.shape != expected:
+                msg = (
+                    f'datamodule.class_weights() returned {tuple(weights.shape)} weights, the task '
+                    f'expects {tuple(expected)} (task={self.task!r})'
+                )
+                raise ValueError(msg)
+            self.class_weights.copy_(weights)
+        if self.task == 'regression' and hasattr(datamodule, 'target_stats'):
+            mean, std = datamodule.target_stats()
+            if target_mean:
+                self.target_mean.fill_(mean)
+            if target_std:
+                self.target_std.fill_(std)

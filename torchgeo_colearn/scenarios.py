@@ -115,6 +115,32 @@ def default_scenarios(modalities: Sequence[str], fusion: bool) -> list[Scenario]
     return [s for k in sizes for s in itertools.combinations(modalities, k)]
 
 
+def check_predictable(
+    scenarios: Iterable[Scenario], available: Sequence[str], fusion: bool, method: str
+) -> None:
+    """Check that scenarios can be predicted by a method from the available modalities.
+
+    Args:
+        scenarios: The scenarios.
+        available: The modalities of the batch.
+        fusion: Whether the method can predict from several modalities at once.
+        method: The method's name, for the message.
+
+    Raises:
+        ValueError: If a scenario is empty, fuses while the method cannot, or needs a modality the
+            batch lacks.
+    """
+    scenarios = list(scenarios)
+    for scenario in scenarios:
+        if not scenario or (len(scenario) > 1 and not fusion):
+            msg = f'{method} cannot predict scenario {scenario}'
+            raise ValueError(msg)
+    needed = {m for scenario in scenarios for m in scenario}
+    if missing := sorted(needed - set(available)):
+        msg = f'scenarios {[scenario_name(s) for s in scenarios]} need modalities {missing}, absent from the batch'
+        raise ValueError(msg)
+
+
 def sort_scenario_names(
     names: Iterable[str], modalities: Sequence[str] | None = None
 ) -> list[str]:

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from ..metrics import TaskType
 from ..scenarios import Scenario, parse_scenarios, scenario_name
-from ..trainers.base import check_predictor
+from ..trainers.interface import check_predictor
 
 
 def prediction_columns(

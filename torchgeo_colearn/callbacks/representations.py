@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..metrics import TaskType
 from ..scenarios import scenario_name
-from ..trainers.base import check_predictor
+from ..trainers.interface import check_predictor
 from .figures import output_folder, tensorboard_writer, write_figure
 
 #: The 2-D projections of the representation figure.

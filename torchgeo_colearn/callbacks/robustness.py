@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from ..batch import image_key, modalities_in, valid_key
 from ..metrics import ScenarioScores
 from ..scenarios import COUNT, Scenario, parse_scenarios, scenario_name
-from ..trainers.base import ScenarioPredictor, check_predictor
+from ..trainers.interface import ScenarioPredictor, check_predictor
 from .figures import output_folder, write_figure
 
 #: The perturbations of the robustness study.

@@ -3,12 +3,13 @@
 
 """Lightning tasks for multi-modal co-learning and its baselines."""
 
-from .base import MultiModalTask, ScenarioPredictor, check_predictor
+from .base import MultiModalTask
 from .colearn import CoLearnTask
 from .distillation import DistillationTask
 from .dropout import ModalityDropoutTask
 from .ensemble import EnsembleTask
 from .fusion import FeatureFusionTask, InputFusionTask
+from .interface import ScenarioPredictor, check_predictor
 from .shaspec import ShaSpecTask
 from .single import SingleModalityTask
 

@@ -1,157 +1,40 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Base class of the tasks that predict from any subset of modalities, and their interface."""
+"""Base class of the tasks that predict from any subset of modalities."""
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import (
-    IO,
-    Any,
-    ClassVar,
-    Literal,
-    Protocol,
-    Self,
-    TypeAlias,
-    cast,
-    get_args,
-    runtime_checkable,
-)
+from typing import IO, Any, ClassVar, Literal, Self, cast, get_args
 
 import torch
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
-from torch import Tensor, nn
-from torch.optim import SGD, Adam, AdamW, Optimizer
-from torch.optim.lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau
+from torch import Tensor
 from torchgeo.trainers import BaseTask
+from typing_extensions import override
 
-from ..batch import check_keys, image_key, modalities_in, valid_key
 from ..losses import TaskLoss
-from ..metrics import ScenarioScores, TaskType
+from ..metrics import TaskType
 from ..models import Encoder
-from ..scenarios import Scenario, default_scenarios, metric_key, scenario_name
+from ..scenarios import (
+    Scenario,
+    check_predictable,
+    default_scenarios,
+    scenario_name,
+    scores_by_scenario,
+)
 from .checkpoints import (
     CHECKPOINT_KEY,
     check_checkpoint,
-    check_task_class,
+    checkpoint_record,
     is_checkpoint_file,
-    qualified_name,
-    random_state,
-    set_random_state,
+    restore_checkpoint,
 )
 from .checks import BatchChecks, check_plateau_validation, explain_batch_norm
-
-#: A modality's input: the batch tensor and its optional (B, T) validity mask.
-ModalityInput: TypeAlias = tuple[Tensor, Tensor | None]
-
-#: Every available modality's input, as returned by :meth:`MultiModalTask.modality_inputs`.
-Inputs: TypeAlias = Mapping[str, ModalityInput]
-
-#: Every available modality's encoding, as returned by :meth:`MultiModalTask.encode`.
-Features: TypeAlias = Mapping[str, Any]
-
-#: What :meth:`MultiModalTask.losses` returns: the loss terms (``'loss'`` is the total that is
-#: minimised) and the raw outputs of the scenarios the objective already computed.
-LossOutput: TypeAlias = tuple[dict[str, Tensor], dict[Scenario, Tensor]]
-
-#: Optimisers selectable by name.
-OptimizerName: TypeAlias = Literal['adam', 'adamw', 'sgd']
-
-#: Learning-rate schedules selectable by name.
-SchedulerName: TypeAlias = Literal['plateau', 'cosine', 'none']
-
-#: Training stages, each with its own loss sums and scenario scores.
-STAGES = ('train', 'val', 'test')
-
-
-@runtime_checkable
-class ScenarioPredictor(Protocol):
-    """What a task exposes to be evaluated per inference scenario.
-
-    :class:`MultiModalTask` implements it; the robustness and representation callbacks and the
-    deployment tools need nothing else.
-    """
-
-    @property
-    def modalities(self) -> tuple[str, ...]:
-        """The training modalities, in order."""
-        ...
-
-    @property
-    def task_type(self) -> TaskType:
-        """'binary', 'multiclass', 'multilabel' or 'regression'."""
-        ...
-
-    @property
-    def num_classes(self) -> int | None:
-        """Number of classes (multiclass), else None."""
-        ...
-
-    @property
-    def num_labels(self) -> int | None:
-        """Number of labels (multilabel), else None."""
-        ...
-
-    def scenarios(self) -> list[Scenario]:
-        """Return the scenarios scored by default (every single modality, plus subsets if fusing)."""
-        ...
-
-    def predict_scenarios(
-        self, batch: Mapping[str, Any], scenarios: Sequence[Scenario]
-    ) -> dict[Scenario, Tensor]:
-        """Predict several scenarios of a normalised batch, encoding each modality once.
-
-        Returns probabilities (B,) (binary), (B, K) (multiclass), (B, L) (multilabel) or values (B,)
-        in target units (regression).
-        """
-        ...
-
-    def representations(self, batch: Mapping[str, Any]) -> dict[str, dict[str, Tensor]]:
-        """Return modality mapped to part name mapped to (B, d) embeddings, for visualisation."""
-        ...
-
-
-class MultiModalNetwork(Protocol):
-    """The network of a method, as :class:`MultiModalTask` uses it by default."""
-
-    def encoder(self, modality: str) -> Encoder:
-        """Return the encoder whose input shape is the modality's."""
-        ...
-
-    def encode(self, inputs: Inputs) -> dict[str, Any]:
-        """Encode each modality of *inputs* once."""
-        ...
-
-
-def check_predictor(module: object) -> ScenarioPredictor:
-    """Check that a module implements :class:`ScenarioPredictor`.
-
-    Args:
-        module: Usually the LightningModule a callback is attached to.
-
-    Returns:
-        The module, typed as a predictor.
-
-    Raises:
-        TypeError: Naming the members it lacks.
-    """
-    members = (
-        'modalities',
-        'task_type',
-        'num_classes',
-        'num_labels',
-        'scenarios',
-        'predict_scenarios',
-        'representations',
-    )
-    if missing := [name for name in members if not hasattr(module, name)]:
-        msg = (
-            f'{type(module).__name__} does not implement the scenario interface '
-            f'(ScenarioPredictor); missing: {missing}'
-        )
-        raise TypeError(msg)
-    return cast(ScenarioPredictor, module)
+from .epoch import STAGES, EpochAccumulator, to_floats
+from .interface import Features, Inputs, LossOutput, ModalityInput, MultiModalNetwork
+from .optimization import OptimizerName, SchedulerName, optimization
 
 
 class MultiModalTask(BaseTask, ABC):
@@ -190,8 +73,8 @@ class MultiModalTask(BaseTask, ABC):
     #: The method's network, built by :meth:`configure_models`.
     model: MultiModalNetwork
 
-    #: Scenario scores per stage (keys ``<stage>_scores``), built by :meth:`configure_metrics`.
-    scores: nn.ModuleDict
+    #: Loss sums and scenario scores of each stage, built by :meth:`configure_metrics`.
+    epoch: EpochAccumulator
 
     def __init__(
         self,
@@ -241,8 +124,6 @@ class MultiModalTask(BaseTask, ABC):
         """
         #: The value checks of inputs and targets (immediate on the CPU, deferred on accelerators).
         self.batch_checks = BatchChecks()
-        self._loss_sums: dict[str, dict[str, Tensor]] = {}
-        self._loss_counts: dict[str, int] = {}
         #: The last computed scenario scores per stage: scenario name mapped to metric mapped to value.
         self.scenario_results: dict[str, dict[str, dict[str, float]]] = {}
         if task not in get_args(TaskType):
@@ -322,40 +203,21 @@ class MultiModalTask(BaseTask, ABC):
         Raises:
             ValueError: If explicit class weights have the wrong length.
         """
-        weights = self.hparams.get('class_weights')
-        size = 2 if self.task_type == 'binary' else self.output_dim
-        class_weights: Tensor | None = None
-        if isinstance(weights, str):
-            if weights != 'balanced':
-                msg = (
-                    f"class_weights must be 'balanced', a list or None, got {weights!r}"
-                )
-                raise ValueError(msg)
-            class_weights = torch.ones(size)
-        elif weights is not None:
-            class_weights = torch.as_tensor(weights, dtype=torch.float32)
-            if class_weights.shape != (size,):
-                msg = f'class_weights must have {size} values for task={self.task_type!r}, got {weights}'
-                raise ValueError(msg)
-        self.criterion = TaskLoss(
+        self.criterion = TaskLoss.from_options(
             self.task_type,
-            class_weights if self.task_type != 'regression' else None,
-            self.hparams.get('target_mean') or 0.0,
-            self.hparams.get('target_std') or 1.0,
+            2 if self.task_type == 'binary' else self.output_dim,
+            self.hparams.get('class_weights'),
+            self.hparams.get('target_mean'),
+            self.hparams.get('target_std'),
         )
 
     def configure_metrics(self) -> None:
-        """Build the scenario scores of each stage (training scores :meth:`training_scenarios`)."""
-        self.scores = nn.ModuleDict(
-            {
-                f'{stage}_scores': ScenarioScores(
-                    [scenario_name(s) for s in self.scored_scenarios(stage)],
-                    self.task_type,
-                    self.num_classes,
-                    self.num_labels,
-                )
-                for stage in STAGES
-            }
+        """Build the per-stage accumulators (training scores :meth:`training_scenarios`)."""
+        self.epoch = EpochAccumulator(
+            {stage: self.scored_scenarios(stage) for stage in STAGES},
+            self.task_type,
+            self.num_classes,
+            self.num_labels,
         )
 
     @classmethod
@@ -410,32 +272,13 @@ class MultiModalTask(BaseTask, ABC):
             self.trainer, self.hparams.get('scheduler', 'plateau'), self.monitor
         )
         datamodule = getattr(self.trainer, 'datamodule', None)
-        if datamodule is None:
-            return
-        criterion = self.criterion
-        balanced = self.hparams.get('class_weights') == 'balanced'
-        if (
-            balanced
-            and criterion.class_weights is not None
-            and hasattr(datamodule, 'class_weights')
-        ):
-            expected = criterion.class_weights.shape
-            weights = datamodule.class_weights(expected[0]).to(
-                criterion.target_mean.device
+        if datamodule is not None:
+            self.criterion.fill_from(
+                datamodule,
+                balanced=self.hparams.get('class_weights') == 'balanced',
+                target_mean=self.hparams.get('target_mean') is None,
+                target_std=self.hparams.get('target_std') is None,
             )
-            if weights.shape != expected:
-                msg = (
-                    f'datamodule.class_weights() returned {tuple(weights.shape)} weights, the task '
-                    f'expects {tuple(expected)} (task={self.task_type!r})'
-                )
-                raise ValueError(msg)
-            criterion.class_weights.copy_(weights)
-        if self.task_type == 'regression' and hasattr(datamodule, 'target_stats'):
-            mean, std = datamodule.target_stats()
-            if self.hparams.get('target_mean') is None:
-                criterion.target_mean.fill_(mean)
-            if self.hparams.get('target_std') is None:
-                criterion.target_std.fill_(std)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Record the task class, the package version and the random states in the checkpoint.
@@ -446,48 +289,31 @@ class MultiModalTask(BaseTask, ABC):
         Args:
             checkpoint: The checkpoint being written; updated in place.
         """
-        from .. import __version__  # the package's __init__ imports this module first
-
-        checkpoint[CHECKPOINT_KEY] = {
-            'task': qualified_name(type(self)),
-            'version': __version__,
-            'random_state': random_state(),
-        }
+        checkpoint[CHECKPOINT_KEY] = checkpoint_record(type(self))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Check the checkpoint's task class, restore the random states, rename legacy keys.
 
         The random states are restored only when a fit resumes from the checkpoint (``fit(...,
-        ckpt_path=...)``): loading weights for testing or prediction leaves them alone. A fit
-        resumed from a checkpoint written at the end of an epoch then repeats the uninterrupted
-        fit bit for bit on the CPU (same data order, with or without loader workers; same dropout
-        and augmentations). What differs: a checkpoint written in the middle of an epoch resumes
-        with another data order for the rest of that epoch; a checkpoint without random states
-        (release 0.1) resumes from the current ones; generators of accelerators other than CUDA
-        are not saved; under multi-process training every process restores the states of the
-        process that wrote the checkpoint.
+        ckpt_path=...)``): loading weights for testing or prediction leaves them alone (see
+        :func:`~torchgeo_colearn.trainers.checkpoints.restore_checkpoint` for what a resumed fit
+        repeats exactly).
 
         Args:
             checkpoint: The loaded checkpoint; the ``state_dict`` keys of checkpoints written by
-                earlier releases are renamed in place.
+                earlier releases are renamed in place (:attr:`legacy_prefixes`).
 
         Raises:
             ValueError: If the checkpoint is one of another task class.
         """
-        fitting = self._trainer is not None and self.trainer.state.fn == 'fit'
-        path = (
-            str(self.trainer.ckpt_path) if self._trainer is not None else 'checkpoint'
+        attached = self._trainer is not None
+        restore_checkpoint(
+            checkpoint,
+            str(self.trainer.ckpt_path) if attached else 'checkpoint',
+            type(self),
+            resuming=attached and self.trainer.state.fn == 'fit',
+            legacy_prefixes=self.legacy_prefixes,
         )
-        check_task_class(checkpoint, path, type(self))
-        saved = checkpoint.get(CHECKPOINT_KEY, {}).get('random_state')
-        if fitting and saved is not None:
-            set_random_state(saved)
-        state = checkpoint.get('state_dict', {})
-        for key in list(state):
-            for old, new in self.legacy_prefixes.items():
-                if key.startswith(old):
-                    state[new + key.removeprefix(old)] = state.pop(key)
-                    break
 
     # ----------------------------------------------------------------------------------------------
     # Inputs
@@ -529,48 +355,14 @@ class MultiModalTask(BaseTask, ABC):
             TypeError: If a modality is not a tensor.
             ValueError: If no training modality is present, on a wrong shape, or on NaN or ``inf``.
         """
-        check_keys(batch, self.modalities)
-        present = modalities_in(batch)
-        if not present:
-            msg = (
-                f'the batch holds none of the trained modalities {list(self.modalities)} '
-                f'(keys: {sorted(batch)}); pass at least one as image_<modality>'
-            )
-            raise ValueError(msg)
-        if require_all and (
-            missing := [m for m in self.modalities if m not in present]
-        ):
-            msg = f'training needs every modality; missing {[image_key(m) for m in missing]}'
-            raise KeyError(msg)
-        inputs: dict[str, ModalityInput] = {}
-        for modality in self.modalities:
-            if modality not in present:
-                continue
-            key = image_key(modality)
-            x = batch[key]
-            if not isinstance(x, Tensor):
-                msg = f'{key} must be a tensor, got {type(x).__name__}'
-                raise TypeError(msg)
-            encoder = self.encoder_of(modality)
-            if not encoder.accepts(tuple(x.shape[1:])):
-                shown = ', '.join(
-                    '*' if d is None else str(d) for d in encoder.input_shape
-                )
-                msg = (
-                    f'{key}: expected shape (B, {shown}), got {tuple(x.shape)} '
-                    f'(* = any size)'
-                )
-                raise ValueError(msg)
-            self.batch_checks.check_input(key, x, batch, defer_nan_check, batch_idx)
-            valid = batch.get(valid_key(modality))
-            if valid is not None and tuple(valid.shape) != tuple(x.shape[:2]):
-                msg = (
-                    f'{valid_key(modality)}: expected shape {tuple(x.shape[:2])} to match {key}, '
-                    f'got {tuple(valid.shape)}'
-                )
-                raise ValueError(msg)
-            inputs[modality] = (x.float(), valid)
-        return inputs
+        return self.batch_checks.modality_inputs(
+            batch,
+            self.modalities,
+            self.encoder_of,
+            require_all,
+            defer_nan_check,
+            batch_idx,
+        )
 
     # ----------------------------------------------------------------------------------------------
     # What each method implements
@@ -685,28 +477,6 @@ class MultiModalTask(BaseTask, ABC):
         """
         return self.training_scenarios() if stage == 'train' else self.scenarios()
 
-    def _check_scenarios(
-        self, scenarios: Sequence[Scenario], available: Sequence[str]
-    ) -> None:
-        """Check that scenarios can be predicted from the available modalities.
-
-        Args:
-            scenarios: The scenarios.
-            available: The modalities of the batch.
-
-        Raises:
-            ValueError: If a scenario is empty, fuses while the method cannot, or needs a modality the
-                batch lacks.
-        """
-        for scenario in scenarios:
-            if not scenario or (len(scenario) > 1 and not self.supports_fusion):
-                msg = f'{type(self).__name__} cannot predict scenario {scenario}'
-                raise ValueError(msg)
-        needed = {m for scenario in scenarios for m in scenario}
-        if missing := sorted(needed - set(available)):
-            msg = f'scenarios need {[image_key(m) for m in missing]}, absent from the batch'
-            raise ValueError(msg)
-
     def predict_scenarios(
         self, batch: Mapping[str, Any], scenarios: Sequence[Scenario]
     ) -> dict[Scenario, Tensor]:
@@ -724,7 +494,9 @@ class MultiModalTask(BaseTask, ABC):
                 or names a modality the batch lacks.
         """
         inputs = self.modality_inputs(batch, defer_nan_check=True)
-        self._check_scenarios(scenarios, list(inputs))
+        check_predictable(
+            scenarios, list(inputs), self.supports_fusion, type(self).__name__
+        )
         needed = {m for scenario in scenarios for m in scenario}
         features = self.encode({m: inputs[m] for m in self.modalities if m in needed})
         return {s: self.postprocess(self.predict_from(features, s)) for s in scenarios}
@@ -787,12 +559,8 @@ class MultiModalTask(BaseTask, ABC):
             terms, outputs = self.losses(inputs, features, target)
         if stage == 'train':
             self.log('train_loss', terms['loss'], batch_size=batch_size, prog_bar=True)
-        sums = self._loss_sums.setdefault(stage, {})
-        for name, value in terms.items():
-            weighted = value.detach() * batch_size
-            sums[name] = sums[name] + weighted if name in sums else weighted
-        self._loss_counts[stage] = self._loss_counts.get(stage, 0) + batch_size
-        scores = self._stage_scores(stage)
+        self.epoch.add_losses(stage, terms, batch_size)
+        scores = self.epoch.stage_scores(stage)
         if scores.scenarios:
             with torch.no_grad():
                 predictions = {
@@ -808,41 +576,23 @@ class MultiModalTask(BaseTask, ABC):
             scores.update(predictions, target)
         return terms['loss']
 
+    @override
     def training_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> Tensor:
-        """Compute the training loss and accumulate the training scores.
-
-        Args:
-            batch: The output of your DataLoader.
-            batch_idx: Integer displaying index of this batch.
-            dataloader_idx: Index of the current dataloader.
-
-        Returns:
-            The loss tensor.
-        """
+        """Compute the training loss and accumulate the training scores."""
         return self._shared_step(batch, 'train', batch_idx)
 
+    @override
     def validation_step(
         self, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
-        """Compute the validation loss and accumulate the scores of every scenario.
-
-        Args:
-            batch: The output of your DataLoader.
-            batch_idx: Integer displaying index of this batch.
-            dataloader_idx: Index of the current dataloader.
-        """
+        """Compute the validation loss and accumulate the scores of every scenario."""
         self._shared_step(batch, 'val', batch_idx)
 
+    @override
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        """Compute the test loss and accumulate the scores of every scenario.
-
-        Args:
-            batch: The output of your DataLoader.
-            batch_idx: Integer displaying index of this batch.
-            dataloader_idx: Index of the current dataloader.
-        """
+        """Compute the test loss and accumulate the scores of every scenario."""
         self._shared_step(batch, 'test', batch_idx)
 
     def predict_step(
@@ -867,19 +617,6 @@ class MultiModalTask(BaseTask, ABC):
             if set(s) <= set(inputs)
         }
 
-    def _stage_scores(self, stage: str) -> ScenarioScores:
-        """Return the scenario scores of a stage.
-
-        Args:
-            stage: 'train', 'val' or 'test'.
-
-        Returns:
-            The accumulator.
-        """
-        scores = self.scores[f'{stage}_scores']
-        assert isinstance(scores, ScenarioScores)
-        return scores
-
     def _log_epoch(self, stage: str) -> None:
         """Log the epoch means of the loss terms and the scenario scores of a stage, then reset.
 
@@ -891,29 +628,17 @@ class MultiModalTask(BaseTask, ABC):
         Args:
             stage: 'train', 'val' or 'test'.
         """
-        sums = self._loss_sums.pop(stage, {})
-        count = self._loss_counts.pop(stage, 0)
-        if self._trainer is not None and self.trainer.sanity_checking:
-            # a check that the loop runs, on an untrained model: nothing to report
-            count = 0
-        if count:
+        # the sanity check runs the loop on an untrained model: nothing to report
+        sanity = self._trainer is not None and self.trainer.sanity_checking
+        means, scores = self.epoch.compute(stage, report=not sanity)
+        if means:
             # The per-step training loss is logged by the step; the epoch means of all terms here.
-            means = {f'{stage}_{name}': total / count for name, total in sums.items()}
             if stage == 'train':
                 means['train_loss_epoch'] = means.pop('train_loss')
             self.log_dict(means, sync_dist=True)
-        scores = self._stage_scores(stage)
-        if count and scores.scenarios and scores.update_count:
-            computed = scores.compute()
-            self.log_dict(
-                {
-                    metric_key(stage, name, metric): value
-                    for name, metrics in computed.items()
-                    for metric, value in metrics.items()
-                }
-            )
-            self.scenario_results[stage] = _to_floats(computed)
-        scores.reset()
+        if scores:
+            self.log_dict(scores)
+            self.scenario_results[stage] = scores_by_scenario(to_floats(scores), stage)
 
     def on_train_epoch_end(self) -> None:
         """Log the training loss terms and scores; raise for deferred failed checks of the epoch."""
@@ -938,67 +663,16 @@ class MultiModalTask(BaseTask, ABC):
         """Build the optimiser and learning-rate schedule chosen by name.
 
         Returns:
-            The optimiser and its scheduler config (monitoring ``val_loss`` for 'plateau').
-
-        Raises:
-            ValueError: On an unknown optimiser or schedule.
+            The optimiser and its scheduler config (see
+            :func:`~torchgeo_colearn.trainers.optimization.optimization`).
         """
-        lr: float = self.hparams['lr']
-        weight_decay: float = self.hparams.get('weight_decay', 0.0)
-        params = [p for p in self.parameters() if p.requires_grad]
-        # One fused kernel per step instead of a few per parameter: the models are many small tensors.
-        fused = all(
-            p.device.type in ('cpu', 'cuda') and p.is_floating_point() for p in params
+        return optimization(
+            [p for p in self.parameters() if p.requires_grad],
+            self.hparams.get('optimizer', 'adam'),
+            self.hparams.get('scheduler', 'plateau'),
+            lr=self.hparams['lr'],
+            weight_decay=self.hparams.get('weight_decay', 0.0),
+            patience=self.hparams['patience'],
+            max_epochs=self.trainer.max_epochs if self._trainer is not None else None,
+            monitor=self.monitor,
         )
-        optimizer: Optimizer
-        match self.hparams.get('optimizer', 'adam'):
-            case 'adam':
-                optimizer = Adam(params, lr=lr, weight_decay=weight_decay, fused=fused)
-            case 'adamw':
-                optimizer = AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
-            case 'sgd':
-                optimizer = SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-            case other:
-                msg = f"optimizer must be 'adam', 'adamw' or 'sgd', got {other!r}"
-                raise ValueError(msg)
-        scheduler: Any
-        match self.hparams.get('scheduler', 'plateau'):
-            case 'plateau':
-                scheduler = ReduceLROnPlateau(
-                    optimizer, patience=self.hparams['patience']
-                )
-            case 'cosine':
-                max_epochs = (
-                    self.trainer.max_epochs if self._trainer is not None else None
-                )
-                scheduler = CosineAnnealingLR(optimizer, T_max=max(1, max_epochs or 1))
-            case 'none':
-                return {'optimizer': optimizer}  # type: ignore[typeddict-item]
-            case other:
-                msg = f"scheduler must be 'plateau', 'cosine' or 'none', got {other!r}"
-                raise ValueError(msg)
-        return {
-            'optimizer': optimizer,
-            'lr_scheduler': {'scheduler': scheduler, 'monitor': self.monitor},
-        }
-
-
-def _to_floats(
-    scores: Mapping[str, Mapping[str, Tensor]],
-) -> dict[str, dict[str, float]]:
-    """Read scores back to the host with a single transfer.
-
-    Args:
-        scores: Scenario mapped to metric mapped to a scalar tensor.
-
-    Returns:
-        The same nesting with Python floats.
-    """
-    keys = [(s, m) for s, metrics in scores.items() for m in metrics]
-    if not keys:
-        return {}
-    values = torch.stack([scores[s][m].float().reshape(()) for s, m in keys]).tolist()
-    floats: dict[str, dict[str, float]] = {s: {} for s in scores}
-    for (s, m), value in zip(keys, values, strict=True):
-        floats[s][m] = value
-    return floats

@@ -233,3 +233,61 @@ def is_checkpoint_file(path: object) -> bool:
         and not name.startswith('registry:')
         and '://' not in name
     )
+
+
+def checkpoint_record(task_class: type) -> dict[str, Any]:
+    """Return what a task records in its checkpoints under :data:`CHECKPOINT_KEY`.
+
+    Args:
+        task_class: The task class.
+
+    Returns:
+        The task's qualified class name, the package version and the random states (torch, CUDA,
+        numpy, Python).
+    """
+    from .. import __version__  # the package's __init__ imports this module first
+
+    return {
+        'task': qualified_name(task_class),
+        'version': __version__,
+        'random_state': random_state(),
+    }
+
+
+def restore_checkpoint(
+    checkpoint: dict[str, Any],
+    path: str,
+    task_class: type,
+    resuming: bool,
+    legacy_prefixes: Mapping[str, str],
+) -> None:
+    """Check a loaded checkpoint against its task, restore the random states, rename legacy keys.
+
+    A fit resumed (*resuming*) from a checkpoint written at the end of an epoch then repeats the
+    uninterrupted fit bit for bit on the CPU (same data order, with or without loader workers; same
+    dropout and augmentations). What differs: a checkpoint written in the middle of an epoch resumes
+    with another data order for the rest of that epoch; a checkpoint without random states (release
+    0.1) resumes from the current ones; generators of accelerators other than CUDA are not saved;
+    under multi-process training every process restores the states of the process that wrote the
+    checkpoint.
+
+    Args:
+        checkpoint: The loaded checkpoint; its ``state_dict`` is updated in place.
+        path: Where it comes from, for the messages.
+        task_class: The class of the task loading it.
+        resuming: Whether a fit resumes from it (the random states are restored only then).
+        legacy_prefixes: State-dict key prefixes of earlier releases mapped to today's.
+
+    Raises:
+        ValueError: If the checkpoint is one of another task class.
+    """
+    check_task_class(checkpoint, path, task_class)
+    saved = checkpoint.get(CHECKPOINT_KEY, {}).get('random_state')
+    if resuming and saved is not None:
+        set_random_state(saved)
+    state = checkpoint.get('state_dict', {})
+    for key in list(state):
+        for old, new in legacy_prefixes.items():
+            if key.startswith(old):
+                state[new + key.removeprefix(old)] = state.pop(key)
+                break

@@ -14,7 +14,8 @@ from ..losses import ContrastiveReduction, contrastive_loss
 from ..models import Encoder
 from ..models.mdico import MDiCo, Representation
 from ..scenarios import Scenario
-from .base import LossOutput, ModalityInput, MultiModalTask
+from .base import MultiModalTask
+from .interface import LossOutput, ModalityInput
 
 
 class CoLearnTask(MultiModalTask):

@@ -13,8 +13,8 @@ from typing_extensions import override
 
 from ..metrics import TaskType
 from ..models.fusion import FeatureFusionModel, FusionName
-from .base import Features, Inputs, LossOutput
 from .fusion import FeatureFusionTask
+from .interface import Features, Inputs, LossOutput
 from .single import SingleModalityTask
 
 #: Hyperparameters of a teacher checkpoint that define its network.

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 from typing_extensions import override
 
 from ..scenarios import Scenario, scenario_name
-from .base import Features, Inputs, LossOutput, MultiModalTask
+from .base import MultiModalTask
+from .interface import Features, Inputs, LossOutput
 
 
 def modality_dropout(

@@ -10,7 +10,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from ..scenarios import Scenario
-from .base import Features
+from .interface import Features
 from .single import SingleModalityTask
 
 #: What the ensemble averages.

@@ -11,8 +11,8 @@ from torch import Tensor
 from typing_extensions import override
 
 from ..models.fusion import FeatureFusionModel, FusionName, InputFusionModel
-from .base import Features
 from .dropout import ModalityDropoutTask
+from .interface import Features
 
 
 class InputFusionTask(ModalityDropoutTask):

@@ -12,8 +12,8 @@ from torch import Tensor
 from typing_extensions import override
 
 from ..models.shaspec import ShaSpecModel
-from .base import Features
 from .dropout import ModalityDropoutTask
+from .interface import Features
 
 
 class ShaSpecTask(ModalityDropoutTask):

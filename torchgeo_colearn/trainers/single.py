@@ -11,7 +11,8 @@ from typing_extensions import override
 
 from ..models.single import SingleModalityModels
 from ..scenarios import Scenario
-from .base import Features, Inputs, LossOutput, MultiModalTask
+from .base import MultiModalTask
+from .interface import Features, Inputs, LossOutput
 
 
 class SingleModalityTask(MultiModalTask):
