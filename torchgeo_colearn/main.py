@@ -27,6 +27,8 @@ from .callbacks import ScenarioPredictionWriter, ScenarioReport
 EXTRA_COMMANDS = {
     'demo': 'torchgeo_colearn.demo',
     'benchmark': 'torchgeo_colearn.benchmark',
+    'export': 'torchgeo_colearn.deploy.export',
+    'map': 'torchgeo_colearn.deploy.mapping',
 }
 
 

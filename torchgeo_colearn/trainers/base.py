@@ -15,6 +15,13 @@ from torch.optim.lr_scheduler import CosineAnnealingLR, ReduceLROnPlateau
 from torchgeo.trainers import BaseTask
 
 from ..batch import check_keys, image_key, modalities_in, valid_key
+from ..deploy.inputs import (
+    TrainingInputs,
+    load_training_inputs,
+    predict_raw,
+    record_training_inputs,
+    save_training_inputs,
+)
 from ..losses import TaskLoss
 from ..metrics import ScenarioScores, TaskType
 from ..models import Encoder
@@ -378,6 +385,7 @@ class MultiModalTask(BaseTask, ABC):
                 if key.startswith(old):
                     state[new + key.removeprefix(old)] = state.pop(key)
                     break
+        load_training_inputs(self, checkpoint)
 
     # ----------------------------------------------------------------------------------------------
     # Inputs
@@ -662,6 +670,47 @@ class MultiModalTask(BaseTask, ABC):
         inputs = self.modality_inputs(batch)
         features = self.encode(inputs)
         return {m: self.postprocess(self.predict_from(features, (m,))) for m in inputs}
+
+    # ----------------------------------------------------------------------------------------------
+    # Deployment: the logic lives in torchgeo_colearn.deploy (docs/deploy.md)
+    # ----------------------------------------------------------------------------------------------
+
+    #: How raw values became the inputs (statistics, missing values, band descriptions), recorded
+    #: from the datamodule when fitting starts and saved in checkpoints under ``'deployment'``.
+    training_inputs: TrainingInputs | None = None
+
+    def setup(self, stage: str) -> None:
+        """Record the datamodule's training inputs when fitting (after the datamodule's setup).
+
+        Args:
+            stage: Either 'fit', 'validate', 'test' or 'predict'.
+        """
+        if stage == 'fit':
+            record_training_inputs(self)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Save :attr:`training_inputs` in the checkpoint.
+
+        Args:
+            checkpoint: The checkpoint being saved.
+        """
+        save_training_inputs(self, checkpoint)
+
+    def predict_raw(
+        self, inputs: Mapping[str, Tensor], valid: Mapping[str, Tensor] | None = None
+    ) -> Tensor:
+        """Predict from raw sensor values, normalised as in training (see ``docs/deploy.md``).
+
+        :func:`torchgeo_colearn.deploy.predict_raw` does the work.
+
+        Args:
+            inputs: Modality mapped to raw values (B, *sample shape), e.g. ``{'s1': x}``.
+            valid: Optional modality mapped to (B, T) valid time steps.
+
+        Returns:
+            The predictions of the scenario of the given modalities (see :meth:`postprocess`).
+        """
+        return predict_raw(self, inputs, valid)
 
     # ----------------------------------------------------------------------------------------------
     # Lightning steps
