@@ -44,7 +44,7 @@ def run_exported(
             output: np.ndarray = session.run(None, {name: x.numpy()})[0]
             return output
         case 'torchscript':
-            model = torch.jit.load(path)  # type: ignore[no-untyped-call]
+            model = torch.jit.load(path)
             with torch.no_grad():
                 result: np.ndarray = model(x).numpy()
             return result
@@ -156,7 +156,7 @@ def test_bad_format_and_metadata(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match='not written by colearn export'):
         read_metadata(plain)
     scripted = str(tmp_path / 'plain.pt')
-    torch.jit.save(torch.jit.script(torch.nn.Identity()), scripted)  # type: ignore[no-untyped-call]
+    torch.jit.save(torch.jit.script(torch.nn.Identity()), scripted)
     with pytest.raises(ValueError, match='not written by colearn export'):
         read_metadata(scripted)
 

@@ -15,6 +15,7 @@ import numpy as np
 import rasterio
 import torch
 from rasterio.windows import Window
+from rich.console import Console
 from rich.progress import Progress
 from torch import Tensor
 from torchgeo.datasets import CropHarvest
@@ -101,7 +102,7 @@ class WindowProgress:
         self._tenth = 0
         self._bar: Progress | None = None
         if self.stream.isatty():
-            self._bar = Progress(transient=False)
+            self._bar = Progress(console=Console(file=self.stream))
             self._task = self._bar.add_task('colearn map', total=total)
             self._bar.start()
 
@@ -445,8 +446,8 @@ def map_image(
             'time series are mapped from exports in the CropHarvest layout'
         )
         raise ValueError(msg)
-    size = tile_size or info.shape[1]
-    if size is None or (info.shape[2] not in (None, size)):
+    size = tile_size if tile_size is not None else info.shape[1]
+    if size is None or (tile_size is None and info.shape[2] != size):
         msg = (
             f'modality {modality!r} has samples of shape {info.shape}: give a square tile size '
             'with tile_size'
