@@ -7,7 +7,7 @@ from torchgeo_colearn.modality_info import ModalityInfo, unnamed_modality_info
 
 
 def test_description() -> None:
-    info = ModalityInfo((None, 2, 6, 6), ['VV', 'VH'], ['dB', 'dB'], 'acquisitions')
+    info = ModalityInfo((None, 2, 6, 6), ('VV', 'VH'), ('dB', 'dB'), 'acquisitions')
     assert info.bands == ('VV', 'VH') and info.channels == 2
     assert info.accepts((5, 2, 6, 6)) and info.accepts((9, 2, 6, 6))
     assert not info.accepts((5, 3, 6, 6)) and not info.accepts((2, 6, 6))

@@ -57,7 +57,7 @@ def check_map(path: str, raster: str, modality: str, checkpoint: str) -> np.ndar
         assert dst.descriptions == ('class', 'probability_non_crop', 'probability_crop')
         assert dst.tags()['modality'] == modality
         assert json.loads(dst.tags()['classes']) == ['non_crop', 'crop']
-        values = dst.read()
+        values: np.ndarray = dst.read()
     valid = ~np.isnan(values[0])
     assert set(np.unique(values[0][valid])) <= {0.0, 1.0}
     probabilities = values[1:, valid]
