@@ -191,3 +191,15 @@ def test_real_algae_blooms_splits() -> None:
     dm.setup('fit')
     train, _, test = splits(dm)
     assert (len(train), len(test)) == (777, 345)
+
+
+def test_modality_info() -> None:
+    dm = FuelMoistureDataModule(root=FUEL, num_folds=3, modalities=['s2', 'topography'])
+    dm.setup('fit')
+    info = dm.modality_info()
+    assert list(info) == ['s2', 'topography']
+    steps = dm.sample_shape('s2')[0]
+    assert info['s2'].shape == (steps, 12) and info['s2'].bands[-1] == 'NDVI'
+    assert info['s2'].time_steps == f'{steps} monthly composites'
+    assert info['topography'].bands == ('elevation', 'slope')
+    assert info['topography'].units == ('m', 'degrees')
