@@ -124,7 +124,7 @@ class TestAlgaeBloomsDataModule:
         )
         dm.setup('fit')
         assert dm.train_labels().dtype == torch.float32
-        assert not hasattr(dm, 'classes')
+        assert dm.classes is None
         summary = dm.split_summary()
         assert summary['group_by'] == 'latlon_block' and summary['block_size'] == 10.0
 

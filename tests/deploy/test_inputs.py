@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from torchgeo_colearn import CoLearnTask
+from torchgeo_colearn import CoLearnTask, SyntheticMultiSensorDataModule
 from torchgeo_colearn.datasets.cropharvest import TIME_STEPS
 from torchgeo_colearn.deploy import (
     CHECKPOINT_KEY,
@@ -64,6 +64,15 @@ class TestRecord:
         values = {**record.to_json(), 'format': FORMAT_VERSION + 1}
         with pytest.raises(ValueError, match='upgrade'):
             TrainingInputs.from_json(values)
+
+    def test_data_arguments_that_survive_json(self) -> None:
+        task = synthetic_task()
+        dm = SyntheticMultiSensorDataModule(num_samples=30)
+        dm.setup('fit')
+        dm.kwargs['transforms'] = len  # not JSON: left out of the record
+        record = training_inputs_of(task, dm)
+        assert record is not None
+        assert 'transforms' not in record.data and record.data['num_samples'] == 30
 
     def test_datamodule_without_normalizer(self) -> None:
         assert training_inputs_of(synthetic_task(), object()) is None
