@@ -97,7 +97,8 @@ def main() -> None:
                     output = session.run(None, {f'image_{modality}': x.numpy()})[0]
                 else:
                     with torch.no_grad():
-                        output = torch.jit.load(path)(x)  # type: ignore[no-untyped-call].numpy()
+                        model = torch.jit.load(path)  # type: ignore[no-untyped-call]
+                        output = model(x).numpy()
                 cells.append(f'{np.abs(output - expected).max():.1e}')
             print(
                 f'| {family} | {task_type} | {cells[0]} | {cells[1]} | {times[0]:.1f} | {times[1]:.1f} |'
