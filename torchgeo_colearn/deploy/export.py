@@ -60,7 +60,7 @@ def example_input(task: 'MultiModalTask', modality: str, batch_size: int) -> Ten
         of the encoder taken from the recorded sample shape (else 8).
     """
     record = require_training_inputs(task)
-    encoder_shape = task.encoder_of(modality).input_shape
+    encoder_shape = exported_shape(task, modality)
     info = record.modalities.get(modality)
     shape: list[int] = []
     for axis, want in enumerate(encoder_shape):
@@ -72,6 +72,31 @@ def example_input(task: 'MultiModalTask', modality: str, batch_size: int) -> Ten
     view = [1] * x.ndim
     view[channel_axis(len(shape)) + 1] = -1
     return x * std.view(view) + mean.view(view)
+
+
+def exported_shape(task: 'MultiModalTask', modality: str) -> tuple[int | None, ...]:
+    """Return the sample shape an exported model accepts, ``None`` for its dynamic axes.
+
+    The encoder's free axes stay free, except the height and width of images, which take the recorded
+    training size when there is one: ONNX Runtime does not run every CNN at other sizes than the one
+    it was exported with, and maps predict tiles of the training size anyway.
+
+    Args:
+        task: A task with recorded training inputs.
+        modality: The modality.
+
+    Returns:
+        The shape of one sample.
+    """
+    shape = task.encoder_of(modality).input_shape
+    info = require_training_inputs(task).modalities.get(modality)
+    spatial = range(len(shape) - 2, len(shape)) if len(shape) >= 3 else range(0)
+    return tuple(
+        info.shape[axis]
+        if size is None and axis in spatial and info is not None
+        else size
+        for axis, size in enumerate(shape)
+    )
 
 
 def export_metadata(
@@ -99,7 +124,7 @@ def export_metadata(
         'input': {
             'name': image_key(modality),
             'dtype': 'float32',
-            'shape': [None, *task.encoder_of(modality).input_shape],
+            'shape': [None, *exported_shape(task, modality)],
             'bands': None if info is None else list(info.bands),
             'units': None if info is None else list(info.units),
             'time_steps': None if info is None else info.time_steps,
@@ -139,7 +164,7 @@ def export_metadata(
 def _exported_program(
     model: RawInputModel, example: Tensor
 ) -> torch.export.ExportedProgram:
-    """Export the raw-input model with a dynamic batch axis and the encoder's free axes.
+    """Export the raw-input model with a dynamic batch axis and the free axes of :func:`exported_shape`.
 
     Args:
         model: The model, in evaluation mode.
@@ -148,7 +173,7 @@ def _exported_program(
     Returns:
         The exported program.
     """
-    shape = model.task.encoder_of(model.modality).input_shape
+    shape = exported_shape(model.task, model.modality)
     dynamic = {0: Dim.DYNAMIC} | {
         axis + 1: Dim.DYNAMIC for axis, size in enumerate(shape) if size is None
     }
@@ -237,8 +262,8 @@ def export_model(
     The model is the task's :class:`~torchgeo_colearn.deploy.RawInputModel` for *modality*
     (normalisation with the training statistics, the task's ``encode``, ``predict_from`` and
     ``postprocess``), captured with :func:`torch.export.export` with a dynamic batch axis (and the
-    encoder's free axes, e.g. the time steps of a masked-mean TempCNN), so it holds only what that
-    modality's prediction uses. ONNX files keep the metadata (:func:`export_metadata`, JSON) under
+    free axes of :func:`exported_shape`, e.g. the time steps of a masked-mean TempCNN), so it holds only
+    what that modality's prediction uses. ONNX files keep the metadata (:func:`export_metadata`, JSON) under
     ``metadata_props['torchgeo_colearn']``, TorchScript files in the extra file
     ``torchgeo_colearn``; :func:`read_metadata` reads both. The written file is run on batches of
     :data:`CHECK_BATCH_SIZES` samples and compared with :meth:`predict_raw`; the largest absolute
