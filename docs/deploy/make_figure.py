@@ -83,14 +83,15 @@ def train(output_dir: str, epochs: int) -> str:
 
 
 def rgb_composite(path: str) -> np.ndarray:
-    """Median over the 12 months of B4, B3, B2, stretched between the 2nd and 98th percentiles."""
+    """Median over the 12 months of B4, B3, B2, each stretched between its 2nd and 98th percentiles."""
     export = CropHarvestExport(path)
     raw = export.read_raw()  # (H, W, T, 19)
     bands = [5, 4, 3]  # B4, B3, B2 in the raw band order (VV, VH, B1, B2, ...)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
         rgb = np.nanmedian(raw[..., bands], axis=2)
-    low, high = np.nanpercentile(rgb, 2), np.nanpercentile(rgb, 98)
+    low = np.nanpercentile(rgb, 2, axis=(0, 1))
+    high = np.nanpercentile(rgb, 98, axis=(0, 1))
     return np.clip((rgb - low) / (high - low), 0, 1)
 
 
