@@ -90,8 +90,10 @@ def rgb_composite(path: str) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)
         rgb = np.nanmedian(raw[..., bands], axis=2)
-    low = np.nanpercentile(rgb, 2, axis=(0, 1))
-    high = np.nanpercentile(rgb, 98, axis=(0, 1))
+    # the edge rows and columns of the export hold outliers: stretch on the inner pixels
+    inner = rgb[1:-1, 1:-1]
+    low = np.nanpercentile(inner, 2, axis=(0, 1))
+    high = np.nanpercentile(inner, 98, axis=(0, 1))
     return np.clip((rgb - low) / (high - low), 0, 1)
 
 
