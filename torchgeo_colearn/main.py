@@ -34,6 +34,8 @@ from .trainers.checkpoints import (
 EXTRA_COMMANDS = {
     'demo': 'torchgeo_colearn.demo',
     'benchmark': 'torchgeo_colearn.benchmark',
+    'export': 'torchgeo_colearn.deploy.export',
+    'map': 'torchgeo_colearn.deploy.mapping',
 }
 
 #: Listed by ``colearn --help`` below LightningCLI's subcommands.

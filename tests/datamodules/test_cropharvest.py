@@ -225,3 +225,24 @@ def test_experiment_fast_dev_run(config: str, root: str, tmp_path: Path) -> None
     assert len(glob.glob(os.path.join(root, 'colearn_cache_*.pt'))) == 1
     main(['test', *args])
     torchgeo_main(['fit', *args])
+
+
+def test_modality_info(root: str) -> None:
+    dm = CropHarvestDataModule(
+        root, modality_groups={**GROUPS, 'dem': ['dem']}, modalities=['s2', 'dem']
+    )
+    dm.setup('fit')
+    info = dm.modality_info()
+    assert list(info) == ['s2', 'dem']
+    assert info['s2'].shape == (12, 12)
+    assert info['s2'].bands == (
+        'B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B11', 'B12', 'NDVI'
+    )  # fmt: skip
+    assert info['s2'].units[0] == 'reflectance x 10^4' and info['s2'].units[-1] == '1'
+    assert info['dem'].shape == (2,) and info['dem'].time_steps is None
+    assert dm.classes == ('non_crop', 'crop')
+    # every base modality on its own by default
+    default = CropHarvestDataModule(root)
+    default.setup('fit')
+    assert list(default.modality_info()) == ['s1', 's2', 'ndvi', 'weather', 'dem']
+    assert default.modality_info()['weather'].units == ('K', 'm')

@@ -248,3 +248,20 @@ def test_experiment_fast_dev_run(root: str, tmp_path: Path) -> None:
     )
     main(['test', *args])
     torchgeo_main(['fit', *args])
+
+
+def test_modality_info(root: str) -> None:
+    datamodule = fake_datamodule(root, bands_s2=['B04', 'B03', 'B02'])
+    datamodule.setup('fit')
+    info = datamodule.modality_info()
+    assert info['s1'].shape == (2, FAKE_SIZE, FAKE_SIZE)
+    assert info['s1'].bands == ('VV', 'VH') and info['s1'].units == ('dB', 'dB')
+    assert info['s2'].bands == ('B04', 'B03', 'B02')
+    assert info['s2'].units == ('reflectance x 10^4',) * 3
+    assert datamodule.classes is not None and len(datamodule.classes) == 10
+
+
+def test_predict_split(root: str) -> None:
+    datamodule = fake_datamodule(root, predict_split='val')
+    datamodule.setup('predict')
+    assert datamodule.predict_dataset is datamodule.val_dataset is not None

@@ -221,3 +221,22 @@ def test_real_squashed_channels() -> None:
         LFMCDataModule(
             root=REAL_ROOT, modality_groups={'ratios': ['sar_optical']}, stats='robust'
         ).setup('fit')
+
+
+def test_modality_info() -> None:
+    dm = LFMCDataModule(
+        root=ROOT, modality_groups={**PAPER_GROUPS, 'static': ['dem', 'landcover']}
+    )
+    dm.setup('fit')
+    info = dm.modality_info()
+    assert list(info) == ['s1', 'optical', 'static']
+    assert info['s1'].shape == (4, 3) and info['s1'].bands == ('vv', 'vh', 'vh_vv')
+    assert info['s1'].units == ('dB',) * 3
+    assert info['optical'].bands[-3:] == ('ndvi', 'ndwi', 'nirv')
+    assert info['optical'].units[0] == 'reflectance x 10^4'
+    assert info['static'].shape == (14,) and info['static'].time_steps is None
+    assert info['static'].bands[:3] == ('slope', 'elevation', 'landcover_14')
+    assert info['static'].units[:3] == ('degrees', 'm', '1')
+    for modality, x in dm.train_dataset.tensors.items():  # type: ignore[union-attr]
+        if modality.startswith('image_'):
+            assert info[modality.removeprefix('image_')].accepts(tuple(x.shape[1:]))

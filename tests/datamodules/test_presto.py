@@ -124,7 +124,7 @@ class TestAlgaeBloomsDataModule:
         )
         dm.setup('fit')
         assert dm.train_labels().dtype == torch.float32
-        assert not hasattr(dm, 'classes')
+        assert dm.classes is None
         summary = dm.split_summary()
         assert summary['group_by'] == 'latlon_block' and summary['block_size'] == 10.0
 
@@ -191,3 +191,15 @@ def test_real_algae_blooms_splits() -> None:
     dm.setup('fit')
     train, _, test = splits(dm)
     assert (len(train), len(test)) == (777, 345)
+
+
+def test_modality_info() -> None:
+    dm = FuelMoistureDataModule(root=FUEL, num_folds=3, modalities=['s2', 'topography'])
+    dm.setup('fit')
+    info = dm.modality_info()
+    assert list(info) == ['s2', 'topography']
+    steps = dm.sample_shape('s2')[0]
+    assert info['s2'].shape == (steps, 12) and info['s2'].bands[-1] == 'NDVI'
+    assert info['s2'].time_steps == f'{steps} monthly composites'
+    assert info['topography'].bands == ('elevation', 'slope')
+    assert info['topography'].units == ('m', 'degrees')

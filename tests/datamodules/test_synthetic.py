@@ -52,3 +52,33 @@ def test_label_task(task: str, num_classes: int | None) -> None:
     datamodule = SyntheticMultiSensorDataModule(num_samples=30, task=task)  # type: ignore[arg-type]
     assert (datamodule.label_task, datamodule.num_classes) == (task, num_classes)
     datamodule.setup('fit')
+
+
+def test_modality_info() -> None:
+    datamodule = SyntheticMultiSensorDataModule(
+        num_samples=30,
+        modality_kinds={'s1': 'timeseries', 'dem': 'vector', 'img': 'image'},
+        seq_len=5,
+        image_size=6,
+        modalities=['s1', 'img'],
+    )
+    datamodule.setup('fit')
+    info = datamodule.modality_info()
+    assert list(info) == ['s1', 'img']
+    assert info['s1'].shape == (5, 3) and info['s1'].time_steps == '5 synthetic steps'
+    assert info['img'].shape == (4, 6, 6) and info['img'].time_steps is None
+    assert info['img'].bands == ('channel_0', 'channel_1', 'channel_2', 'channel_3')
+
+
+@pytest.mark.parametrize('split', ['train', 'val', 'test'])
+def test_predict_split(split: str) -> None:
+    datamodule = SyntheticMultiSensorDataModule(num_samples=50, predict_split=split)  # type: ignore[arg-type]
+    datamodule.setup('predict')
+    assert datamodule.predict_dataset is getattr(datamodule, f'{split}_dataset')
+    ids = {i for batch in datamodule.predict_dataloader() for i in batch['id']}
+    assert ids == set(getattr(datamodule, f'{split}_dataset').ids)
+
+
+def test_bad_predict_split() -> None:
+    with pytest.raises(ValueError, match='predict_split must be one of'):
+        SyntheticMultiSensorDataModule(predict_split='all')  # type: ignore[arg-type]

@@ -132,6 +132,20 @@ class TestTreeSatAITimeSeriesDataModule:
         assert batch['label'].shape == (2, 15)
         assert len(dm.val_dataloader()) == 1
 
+    def test_modality_info(self, root: str) -> None:
+        dm = TreeSatAITimeSeriesDataModule(
+            root, sensors=('aerial', 's1_des', 's2'), s2_masks=True, max_len={'s2': 9}
+        )
+        dm.setup('fit')
+        info = dm.modality_info()
+        assert info['aerial'].shape == (4, 32, 32)
+        assert info['aerial'].bands == ('IR', 'G', 'B', 'R')
+        assert info['s1_des'].shape == (None, 2, 6, 6)
+        assert info['s2'].shape == (9, 12, 6, 6)
+        assert info['s2'].bands[-2:] == ('snow_probability', 'cloud_probability')
+        assert info['s2'].units[-3:] == ('L2A reflectance x 10^4', '%', '%')
+        assert dm.classes is not None and len(dm.classes) == 15
+
     def test_stats_cached(self, root: str) -> None:
         dm = TreeSatAITimeSeriesDataModule(root, sensors=('aerial', 's1_asc'))
         dm.setup('fit')

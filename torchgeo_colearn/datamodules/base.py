@@ -6,7 +6,7 @@
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, get_args
+from typing import Any, Literal, TypeAlias, get_args
 
 import kornia.augmentation as K
 import torch
@@ -28,6 +28,7 @@ from ..channel_stats import (
 from ..datasets.tensor import TensorMultiModalDataset
 from ..labels import check_labels
 from ..metrics import TaskType
+from ..modality_info import ModalityInfo, unnamed_modality_info
 from ..transforms import ModalityNormalizer
 from .utils import BatchView, SelectModalities, current_split, ids_of, labels_of
 
@@ -36,6 +37,9 @@ _STATS_FORMAT = 2
 
 #: Attributes of a datamodule that choose its splits, named when a split is too small.
 _SPLIT_OPTIONS = ('fold', 'num_folds', 'seed', 'val_is_test')
+
+#: The split that ``predict`` (``colearn predict``, ``Trainer.predict``) runs on.
+PredictSplit: TypeAlias = Literal['train', 'val', 'test']
 
 
 def _flip_augmentation() -> K.AugmentationSequential:
@@ -69,6 +73,10 @@ class MultiModalDataModule(NonGeoDataModule):
       them in a file named after a hash of the training files, split lists and options
       (:meth:`stats_cache_key`) when the subclass reads files;
     * keeps only the *modalities* asked for in the batches (and their statistics);
+    * predicts the split chosen by *predict_split* (the test split by default);
+    * describes the raw values of each modality (:meth:`modality_info`: sample shape, band names
+      and order, units, time steps), which tasks record with the statistics for deployment
+      (``docs/deploy.md``);
     * checks at setup that the labels fit the datamodule's task (:attr:`label_task`,
       :attr:`num_classes`), and for training that the training split and batches hold at least 2
       samples (batch normalisation); the last training batch is dropped when incomplete, so no
@@ -83,6 +91,10 @@ class MultiModalDataModule(NonGeoDataModule):
     #: Classes (binary, multiclass) or labels (multilabel) the labels are checked against.
     num_classes: int | None = None
 
+    #: Names of the classes (binary, multiclass) or labels (multilabel) in label order, when the
+    #: data name them; recorded by the tasks for deployment.
+    classes: tuple[str, ...] | None = None
+
     def __init__(
         self,
         dataset_class: type[NonGeoDataset],
@@ -93,6 +105,7 @@ class MultiModalDataModule(NonGeoDataModule):
         *,
         modalities: Sequence[str] | None = None,
         stats: StatsMode = 'moments',
+        predict_split: PredictSplit = 'test',
         **kwargs: Any,
     ) -> None:
         """Initialize a new MultiModalDataModule instance.
@@ -109,10 +122,13 @@ class MultiModalDataModule(NonGeoDataModule):
             stats: Normalisation statistics: ``'moments'`` (mean, standard deviation) or
                 ``'robust'`` (median, 1.4826 x median absolute deviation, insensitive to a few
                 extreme values).
+            predict_split: The split that ``predict`` runs on: ``'test'`` (default), ``'val'`` or
+                ``'train'``.
             **kwargs: Passed to *dataset_class*.
 
         Raises:
-            ValueError: If *modalities* is empty or a string, or *stats* is unknown.
+            ValueError: If *modalities* is empty or a string, or *stats* or *predict_split* is
+                unknown.
         """
         if modalities is not None and (isinstance(modalities, str) or not modalities):
             msg = f'modalities must be a non-empty list of modality names or None, got {modalities!r}'
@@ -120,11 +136,15 @@ class MultiModalDataModule(NonGeoDataModule):
         if stats not in get_args(StatsMode):
             msg = f'stats must be one of {get_args(StatsMode)}, got {stats!r}'
             raise ValueError(msg)
+        if predict_split not in get_args(PredictSplit):
+            msg = f'predict_split must be one of {get_args(PredictSplit)}, got {predict_split!r}'
+            raise ValueError(msg)
         super().__init__(dataset_class, batch_size, num_workers, **kwargs)
         self.augment = augment
         self.fill_nan = fill_nan
         self.selected_modalities = None if modalities is None else tuple(modalities)
         self.stats_mode = stats
+        self.predict_split = predict_split
         self.aug: Callable[[dict[str, Tensor]], dict[str, Tensor]] = nn.Identity()
         self.train_aug = _flip_augmentation() if augment else None
         self.normalizer: ModalityNormalizer | None = None
@@ -249,6 +269,8 @@ class MultiModalDataModule(NonGeoDataModule):
             stage: Either 'fit', 'validate', 'test' or 'predict'.
         """
         self.setup_splits(stage)
+        if stage == 'predict':
+            self._select_predict_split()
         self._check_modalities()
         if stage == 'fit':
             self._check_training_size()
@@ -264,6 +286,59 @@ class MultiModalDataModule(NonGeoDataModule):
         Args:
             stage: Either 'fit', 'validate', 'test' or 'predict'.
         """
+
+    def _select_predict_split(self) -> None:
+        """Point ``predict_dataset`` at the split chosen by *predict_split*.
+
+        Raises:
+            RuntimeError: If the datamodule has no such split.
+        """
+        dataset = getattr(self, f'{self.predict_split}_dataset')
+        if dataset is None and self.predict_split == 'val':
+            self.setup_splits('validate')
+            dataset = self.val_dataset
+        if dataset is None:
+            msg = (
+                f'{type(self).__name__} has no {self.predict_split!r} split to predict'
+            )
+            raise RuntimeError(msg)
+        self.predict_dataset = dataset
+
+    def modality_info(self) -> dict[str, ModalityInfo]:
+        """Describe the raw values of each modality of the batches.
+
+        What a deployed model must be fed (``docs/deploy.md``): the shape of one sample, the band
+        names in channel order, their units and what the time axis holds. Datamodules that know
+        their sensors override this; the default reads the shapes from a training sample and names
+        the bands ``band_0``, ``band_1``, ... with unit ``'unknown'``.
+
+        Returns:
+            Modality mapped to its description, for every modality of :attr:`modalities`.
+
+        Raises:
+            RuntimeError: If called before :meth:`setup`.
+        """
+        return {m: unnamed_modality_info(self.sample_shape(m)) for m in self.modalities}
+
+    def sample_shape(self, modality: str) -> tuple[int, ...]:
+        """Return the shape of one training sample of a modality, as loaded (before batching).
+
+        Args:
+            modality: A modality of the data.
+
+        Returns:
+            The shape without the batch axis.
+
+        Raises:
+            RuntimeError: If called before :meth:`setup`.
+        """
+        dataset = self.train_dataset
+        if dataset is None:
+            msg = f'{type(self).__name__}.sample_shape() is known only after setup()'
+            raise RuntimeError(msg)
+        if isinstance(dataset, TensorMultiModalDataset):
+            return tuple(dataset.tensors[image_key(modality)].shape[1:])
+        return tuple(dataset[0][image_key(modality)].shape)
 
     def _check_modalities(self) -> None:
         """Check that the selected modalities exist in the data.

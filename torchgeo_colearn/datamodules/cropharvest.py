@@ -7,8 +7,18 @@ from collections.abc import Sequence
 from typing import Literal
 
 from ..channel_stats import StatsMode
-from ..datasets.cropharvest import CROP_GROUPS, CROP_OR_NOT, CropHarvestMultiModal
+from ..datasets.cropharvest import (
+    CROP_GROUPS,
+    CROP_OR_NOT,
+    NUM_TIMESTEPS,
+    TIME_STEPS,
+    CropHarvestMultiModal,
+    _resolve_groups,
+    group_modality_info,
+)
 from ..datasets.tensor import TensorMultiModalDataset
+from ..modality_info import ModalityInfo
+from .base import PredictSplit
 from .kfold import KFoldDataModule
 
 
@@ -40,6 +50,7 @@ class CropHarvestDataModule(KFoldDataModule):
         checksum: bool = False,
         modalities: Sequence[str] | None = None,
         stats: StatsMode = 'moments',
+        predict_split: PredictSplit = 'test',
     ) -> None:
         """Initialize a new CropHarvestDataModule instance.
 
@@ -67,6 +78,7 @@ class CropHarvestDataModule(KFoldDataModule):
                 Sentinel-1 alone; None keeps them all.
             stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
                 :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
+            predict_split: The split that ``predict`` runs on, ``'test'``, ``'val'`` or ``'train'``.
         """
         super().__init__(
             CropHarvestMultiModal,
@@ -81,6 +93,7 @@ class CropHarvestDataModule(KFoldDataModule):
             block_size=block_size,
             modalities=modalities,
             stats=stats,
+            predict_split=predict_split,
             root=root,
             task=task,
             modality_groups=modality_groups,
@@ -91,6 +104,17 @@ class CropHarvestDataModule(KFoldDataModule):
         self.classes = CROP_OR_NOT if task == 'binary' else CROP_GROUPS
         self.label_task = task
         self.num_classes = len(self.classes)
+
+    def modality_info(self) -> dict[str, ModalityInfo]:
+        """Describe the modalities: their CropHarvest bands, units and the 12 monthly steps.
+
+        Returns:
+            Modality mapped to its description (see
+            :func:`~torchgeo_colearn.datasets.cropharvest.group_modality_info`).
+        """
+        groups = _resolve_groups(None, self.kwargs['modality_groups'])
+        info = group_modality_info(groups, NUM_TIMESTEPS, TIME_STEPS)
+        return {m: info[m] for m in self.modalities}
 
     def load_dataset(self) -> TensorMultiModalDataset:
         """Load every sample of the selected task into memory.

@@ -9,7 +9,8 @@ from typing import Literal
 from ..cache import CacheKey
 from ..channel_stats import StatsMode
 from ..datasets.eurosat_s1s2 import EuroSATS1S2
-from .base import MultiModalDataModule
+from ..modality_info import ModalityInfo
+from .base import MultiModalDataModule, PredictSplit
 
 
 class EuroSATS1S2DataModule(MultiModalDataModule):
@@ -26,6 +27,7 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
 
     label_task = 'multiclass'
     num_classes = len(EuroSATS1S2.classes)
+    classes = tuple(EuroSATS1S2.classes)
 
     def __init__(
         self,
@@ -41,6 +43,7 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
         patch_size: int | None = EuroSATS1S2.benchmark_patch_size,
         modalities: Sequence[str] | None = None,
         stats: StatsMode = 'moments',
+        predict_split: PredictSplit = 'test',
     ) -> None:
         """Initialize a new EuroSATS1S2DataModule instance.
 
@@ -63,6 +66,7 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
                 sensor alone; None keeps both.
             stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
                 :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
+            predict_split: The split that ``predict`` runs on, ``'test'``, ``'val'`` or ``'train'``.
         """
         super().__init__(
             EuroSATS1S2,
@@ -71,6 +75,7 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
             augment,
             modalities=modalities,
             stats=stats,
+            predict_split=predict_split,
             root=root,
             bands_s1=bands_s1,
             bands_s2=bands_s2,
@@ -86,6 +91,29 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
         self.bands_s2 = (
             EuroSATS1S2.all_bands_s2 if bands_s2 is None else tuple(bands_s2)
         )
+        self.patch_size = patch_size
+
+    def modality_info(self) -> dict[str, ModalityInfo]:
+        """Describe the two sensors: bands, units and the patch size.
+
+        Returns:
+            ``s1`` (len(bands_s1), P, P) backscatter in dB and ``s2`` (len(bands_s2), P, P) L1C
+            reflectance x 10^4, P the *patch_size* (free when None), for the selected modalities.
+        """
+        size = self.patch_size
+        info = {
+            's1': ModalityInfo(
+                (len(self.bands_s1), size, size),
+                self.bands_s1,
+                ('dB',) * len(self.bands_s1),
+            ),
+            's2': ModalityInfo(
+                (len(self.bands_s2), size, size),
+                self.bands_s2,
+                ('reflectance x 10^4',) * len(self.bands_s2),
+            ),
+        }
+        return {m: info[m] for m in self.modalities}
 
     def stats_cache_key(self) -> CacheKey:
         """Say what the training-split statistics depend on.

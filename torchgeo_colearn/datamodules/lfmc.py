@@ -7,7 +7,10 @@ from collections.abc import Mapping, Sequence
 
 from ..channel_stats import StatsMode
 from ..datasets.lfmc import LFMC, Source
+from ..datasets.lfmc import modality_info as lfmc_modality_info
 from ..datasets.tensor import TensorMultiModalDataset
+from ..modality_info import ModalityInfo
+from .base import PredictSplit
 from .kfold import KFoldDataModule
 
 
@@ -39,6 +42,7 @@ class LFMCDataModule(KFoldDataModule):
         block_size: float = 0.5,
         modalities: Sequence[str] | None = None,
         stats: StatsMode = 'moments',
+        predict_split: PredictSplit = 'test',
     ) -> None:
         """Initialize a new LFMCDataModule instance.
 
@@ -63,6 +67,7 @@ class LFMCDataModule(KFoldDataModule):
                 Sentinel-1 alone; None keeps them all.
             stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
                 :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
+            predict_split: The split that ``predict`` runs on, ``'test'``, ``'val'`` or ``'train'``.
         """
         super().__init__(
             LFMC,
@@ -77,10 +82,21 @@ class LFMCDataModule(KFoldDataModule):
             block_size=block_size,
             modalities=modalities,
             stats=stats,
+            predict_split=predict_split,
             root=root,
             source=source,
             modality_groups=modality_groups,
         )
+
+    def modality_info(self) -> dict[str, ModalityInfo]:
+        """Describe the modalities: the table's variables, their units and the four steps.
+
+        Returns:
+            Modality mapped to its description (see :func:`~torchgeo_colearn.datasets.lfmc.\
+            modality_info`).
+        """
+        info = lfmc_modality_info(self.kwargs['modality_groups'])
+        return {m: info[m] for m in self.modalities}
 
     def load_dataset(self) -> TensorMultiModalDataset:
         """Load the whole benchmark into memory.

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..channel_stats import StatsMode
+from ..datasets.cropharvest import STATIC_MODALITIES, group_modality_info
 from ..datasets.presto import (
     AlgaeBlooms,
     FuelMoisture,
@@ -16,6 +17,8 @@ from ..datasets.presto import (
     PrestoTask,
 )
 from ..datasets.tensor import TensorMultiModalDataset
+from ..modality_info import ModalityInfo
+from .base import PredictSplit
 from .kfold import KFoldDataModule, kfold_split
 
 #: How the samples are split: the shipped train / test split, or k folds over all samples.
@@ -67,6 +70,7 @@ class PrestoDataModule(KFoldDataModule):
         block_size: float = 0.5,
         modalities: Sequence[str] | None = None,
         stats: StatsMode = 'moments',
+        predict_split: PredictSplit = 'test',
     ) -> None:
         """Initialize a new PrestoDataModule instance.
 
@@ -91,6 +95,7 @@ class PrestoDataModule(KFoldDataModule):
                 Sentinel-1 alone; None keeps them all.
             stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
                 :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
+            predict_split: The split that ``predict`` runs on, ``'test'``, ``'val'`` or ``'train'``.
 
         Raises:
             ValueError: If *split* is unknown.
@@ -111,6 +116,7 @@ class PrestoDataModule(KFoldDataModule):
             block_size=block_size,
             modalities=modalities,
             stats=stats,
+            predict_split=predict_split,
             root=root,
             task=task,
             modality_groups=dict(modality_groups or FOUR_SENSORS),
@@ -121,6 +127,22 @@ class PrestoDataModule(KFoldDataModule):
             task or self.dataset_class.tasks[0]
         ) == 'multiclass' and classes is not None:
             self.classes = tuple(str(c) for c in classes)
+
+    def modality_info(self) -> dict[str, ModalityInfo]:
+        """Describe the modalities: their CropHarvest-layout bands, units and monthly steps.
+
+        Returns:
+            Modality mapped to its description (see
+            :func:`~torchgeo_colearn.datasets.cropharvest.group_modality_info`).
+
+        Raises:
+            RuntimeError: If called before :meth:`setup`.
+        """
+        groups = self.kwargs['modality_groups']
+        series = [m for m in self.modalities if groups[m][0] not in STATIC_MODALITIES]
+        steps = self.sample_shape(series[0])[0] if series else 1
+        info = group_modality_info(groups, steps, f'{steps} monthly composites')
+        return {m: info[m] for m in self.modalities}
 
     def load_dataset(self) -> TensorMultiModalDataset:
         """Load every sample into memory.

@@ -11,6 +11,8 @@ from ..channel_stats import StatsMode
 from ..datasets.synthetic import DEFAULT_MODALITIES, ModalityKind, SyntheticMultiSensor
 from ..datasets.tensor import TensorMultiModalDataset
 from ..metrics import TaskType
+from ..modality_info import ModalityInfo
+from .base import PredictSplit
 from .kfold import KFoldDataModule
 
 
@@ -43,6 +45,7 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
         augment: bool = True,
         modalities: list[str] | dict[str, ModalityKind] | None = None,
         stats: StatsMode = 'moments',
+        predict_split: PredictSplit = 'test',
     ) -> None:
         """Initialize a new SyntheticMultiSensorDataModule instance.
 
@@ -72,6 +75,7 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
                 a DeprecationWarning.
             stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
                 :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
+            predict_split: The split that ``predict`` runs on, ``'test'``, ``'val'`` or ``'train'``.
         """
         if isinstance(modalities, Mapping):
             warnings.warn(
@@ -105,6 +109,7 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
             augment=augment,
             modalities=modalities,
             stats=stats,
+            predict_split=predict_split,
         )
         # the dataset's own 'modalities' (the generated kinds) cannot travel through **kwargs,
         # where the name selects modalities
@@ -115,6 +120,27 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
             'multiclass': num_classes,
             'multilabel': num_labels,
         }.get(task)
+
+    def modality_info(self) -> dict[str, ModalityInfo]:
+        """Describe the generated modalities.
+
+        Returns:
+            Modality mapped to its shape ((T, 3), (16,) or (4, H, W)), channels ``channel_<i>`` in
+            arbitrary units, and ``seq_len`` synthetic steps for time series.
+        """
+        kinds: dict[str, ModalityKind] = self.kwargs['modalities']
+        steps = f'{self.kwargs["seq_len"]} synthetic steps'
+        info = {}
+        for modality in self.modalities:
+            shape = self.sample_shape(modality)
+            channels = shape[0] if kinds[modality] != 'timeseries' else shape[1]
+            info[modality] = ModalityInfo(
+                shape,
+                tuple(f'channel_{i}' for i in range(channels)),
+                ('arbitrary',) * channels,
+                steps if kinds[modality] == 'timeseries' else None,
+            )
+        return info
 
     def load_dataset(self) -> TensorMultiModalDataset:
         """Generate the whole benchmark.

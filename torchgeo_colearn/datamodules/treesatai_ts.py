@@ -14,7 +14,16 @@ from ..batch import DOY_PREFIX, VALID_PREFIX, image_key, valid_key
 from ..cache import CacheKey
 from ..channel_stats import StatsMode
 from ..datasets.treesatai_ts import Sensor, TreeSatAITimeSeries
-from .base import MultiModalDataModule
+from ..modality_info import ModalityInfo
+from .base import MultiModalDataModule, PredictSplit
+
+#: Unit of the channels of each TreeSatAI-Time-Series sensor.
+SENSOR_UNITS: dict[str, str] = {
+    'aerial': 'digital number 0-255',
+    's1_asc': 'backscatter, as stored in the sen-1-asc-data arrays',
+    's1_des': 'backscatter, as stored in the sen-1-des-data arrays',
+    's2': 'L2A reflectance x 10^4',
+}
 
 
 class PadTimeSeries:
@@ -128,6 +137,7 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
 
     label_task = 'multilabel'
     num_classes = len(TreeSatAITimeSeries.classes)
+    classes = tuple(TreeSatAITimeSeries.classes)
 
     def __init__(
         self,
@@ -143,6 +153,7 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
         download: bool = False,
         modalities: Sequence[str] | None = None,
         stats: StatsMode = 'moments',
+        predict_split: PredictSplit = 'test',
     ) -> None:
         """Initialize a new TreeSatAITimeSeriesDataModule instance.
 
@@ -162,6 +173,7 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
                 *sensors* (narrowing *sensors* instead also avoids reading the other files).
             stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
                 :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
+            predict_split: The split that ``predict`` runs on, ``'test'``, ``'val'`` or ``'train'``.
 
         Raises:
             ValueError: If *max_len* names a sensor that is not a selected time series.
@@ -178,6 +190,7 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
             fill_nan=True,
             modalities=modalities,
             stats=stats,
+            predict_split=predict_split,
             root=root,
             sensors=tuple(sensors),
             s2_masks=s2_masks,
@@ -185,6 +198,35 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
             download=download,
         )
         self.collate_fn = PadTimeSeries(max_len, pad_side)
+        self.max_len = dict(max_len or {})
+
+    def modality_info(self) -> dict[str, ModalityInfo]:
+        """Describe the sensors: bands, units, and the padded acquisitions of the time series.
+
+        Returns:
+            ``aerial`` (4, H, W) with the size of the training images; time series (T, C, 6, 6) with
+            T the fixed *max_len* of the sensor, else free (``None``); padded steps are NaN.
+
+        Raises:
+            RuntimeError: If called before :meth:`setup`.
+        """
+        info = {}
+        for sensor in self.modalities:
+            bands = TreeSatAITimeSeries.all_bands[sensor]  # type: ignore[index]
+            if sensor == 's2' and self.kwargs['s2_masks']:
+                bands = (*bands, *TreeSatAITimeSeries.mask_bands)
+            units = [SENSOR_UNITS[sensor]] * len(bands)
+            if sensor == 's2' and self.kwargs['s2_masks']:
+                units[-2:] = ['%', '%']
+            shape = self.sample_shape(sensor)
+            series = sensor in TreeSatAITimeSeries.time_series_sensors
+            info[sensor] = ModalityInfo(
+                (self.max_len.get(sensor), *shape[1:]) if series else shape,
+                bands,
+                tuple(units),
+                'acquisitions of one year, padded with NaN' if series else None,
+            )
+        return info
 
     def stats_cache_key(self) -> CacheKey:
         """Say what the training-split statistics depend on.

@@ -25,6 +25,7 @@ from torchgeo.datasets.utils import Path, lazy_import
 
 from ..batch import image_key
 from ..cache import CacheKey, atomic_write
+from ..modality_info import ModalityInfo
 from .tensor import TensorMultiModalDataset
 
 #: Classes of the multi-class task: the FAO indicative crop groups of ``classification_label``, in
@@ -59,6 +60,38 @@ STATIC_MODALITIES = frozenset({'dem'})
 
 #: Number of monthly time steps of every array.
 NUM_TIMESTEPS = 12
+
+#: What the time axis of the CropHarvest arrays holds.
+TIME_STEPS = (
+    '12 monthly composites, the last one ending on 1 February of the harvest year'
+)
+
+#: Unit of each band of the arrays (Sentinel-2 is L1C top-of-atmosphere reflectance x 10^4).
+BAND_UNITS: dict[str, str] = {
+    'VV': 'dB',
+    'VH': 'dB',
+    **{
+        band: 'reflectance x 10^4'
+        for band in (
+            'B2',
+            'B3',
+            'B4',
+            'B5',
+            'B6',
+            'B7',
+            'B8',
+            'B8A',
+            'B9',
+            'B11',
+            'B12',
+        )
+    },
+    'temperature_2m': 'K',
+    'total_precipitation': 'm',
+    'elevation': 'm',
+    'slope': 'degrees',
+    'NDVI': '1',
+}
 
 #: Bumped whenever the layout or the key of the cache file changes, to invalidate old caches.
 _CACHE_VERSION = 2
@@ -662,6 +695,35 @@ def split_modalities(
         static = parts[0] in STATIC_MODALITIES
         out[image_key(name)] = values[..., 0, :] if static else values
     return out
+
+
+def group_modality_info(
+    groups: Mapping[str, Sequence[str]], num_timesteps: int, time_steps: str
+) -> dict[str, ModalityInfo]:
+    """Describe the output modalities of arrays in the CropHarvest band layout.
+
+    Args:
+        groups: Output modality mapped to the base modalities of :data:`BASE_MODALITIES` it
+            concatenates (as :func:`split_modalities` takes them).
+        num_timesteps: Number of time steps of the arrays.
+        time_steps: What the time axis holds.
+
+    Returns:
+        Modality mapped to its sample shape ((T, C), or (C,) for static modalities), band names
+        (those of :attr:`torchgeo.datasets.CropHarvest.all_bands`, which :mod:`~torchgeo_colearn.\
+        deploy.mapping` looks up in an export), units (:data:`BAND_UNITS`) and time steps.
+    """
+    info = {}
+    for name, parts in groups.items():
+        bands = tuple(b for part in parts for b in BASE_MODALITIES[part])
+        static = parts[0] in STATIC_MODALITIES
+        info[name] = ModalityInfo(
+            (len(bands),) if static else (num_timesteps, len(bands)),
+            bands,
+            tuple(BAND_UNITS[b] for b in bands),
+            None if static else time_steps,
+        )
+    return info
 
 
 def _coordinate(value: Any) -> float:

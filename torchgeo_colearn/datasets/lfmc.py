@@ -18,6 +18,7 @@ from torch import Tensor
 from torchgeo.datasets import DatasetNotFoundError, NonGeoDataset
 
 from ..batch import image_key
+from ..modality_info import ModalityInfo
 from .tensor import TensorMultiModalDataset
 
 #: Where the LFMC table is read from.
@@ -32,6 +33,25 @@ _SAR_OPTICAL = tuple(
     for sar in ('vv', 'vh')
     for optical in ('red', 'green', 'blue', 'swir', 'nir', 'ndvi', 'ndwi', 'nirv')
 )
+
+#: What the time axis of the time-series modalities holds.
+TIME_STEPS_DESCRIPTION = (
+    't-3, t-2, t-1, t: monthly composites, the last one of the month of the measurement'
+)
+
+#: Unit of each variable of the table.
+VARIABLE_UNITS: dict[str, str] = {
+    'vv': 'dB',
+    'vh': 'dB',
+    'vh_vv': 'dB',
+    **{v: 'reflectance x 10^4' for v in ('red', 'green', 'blue', 'swir', 'nir')},
+    **{v: '1' for v in ('ndvi', 'ndwi', 'nirv')},
+    **{v: 'ratio' for v in _SAR_OPTICAL},
+    **{v: '%' for v in ('silt', 'sand', 'clay')},
+    'slope': 'degrees',
+    'elevation': 'm',
+    'canopy_height': 'm',
+}
 
 #: Accepted spellings of ``date``: the CSV's ISO dates and the GeoJSON's US short dates.
 _DATE_FORMATS = ('%Y-%m-%d', '%m/%d/%y')
@@ -375,6 +395,40 @@ class LFMC(NonGeoDataset):
         return TensorMultiModalDataset(
             self.tensors, self.ids, {'site': self.sites, 'date': self.dates}
         )
+
+
+def modality_info(
+    groups: Mapping[str, Sequence[str]] | None,
+) -> dict[str, ModalityInfo]:
+    """Describe the returned modalities of :class:`LFMC`.
+
+    Args:
+        groups: Returned modality mapped to the base modalities it concatenates, or None for every
+            base modality on its own (as *modality_groups* of :class:`LFMC`).
+
+    Returns:
+        Modality mapped to its sample shape ((4, C) or (C,)), variable names (the table's column
+        names without the step, ``landcover_<code>`` for the one-hot land cover), units
+        (:data:`VARIABLE_UNITS`, ``'1'`` for the one-hot) and time steps.
+    """
+    info = {}
+    for name, parts in _check_groups(groups, LFMC.base_modalities).items():
+        bands: list[str] = []
+        for part in parts:
+            if part in LFMC.temporal_modalities:
+                bands += LFMC.temporal_modalities[part]
+            elif part in LFMC.static_modalities:
+                bands += LFMC.static_modalities[part]
+            else:
+                bands += [f'landcover_{code}' for code in LFMC.landcover_codes]
+        temporal = parts[0] in LFMC.temporal_modalities
+        info[name] = ModalityInfo(
+            (len(TIME_STEPS), len(bands)) if temporal else (len(bands),),
+            tuple(bands),
+            tuple(VARIABLE_UNITS.get(b, '1') for b in bands),
+            TIME_STEPS_DESCRIPTION if temporal else None,
+        )
+    return info
 
 
 def _check_groups(

@@ -14,6 +14,13 @@ from torch import Tensor
 from torchgeo.trainers import BaseTask
 from typing_extensions import override
 
+from ..deploy.inputs import (
+    TrainingInputs,
+    load_training_inputs,
+    predict_raw,
+    record_training_inputs,
+    save_training_inputs,
+)
 from ..losses import TaskLoss
 from ..metrics import TaskType
 from ..models import Encoder
@@ -281,7 +288,7 @@ class MultiModalTask(BaseTask, ABC):
             )
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the task class, the package version and the random states in the checkpoint.
+        """Record the task class, the version, the random states and the training inputs.
 
         The random states (torch, CUDA, numpy, Python) make a resumed fit repeat the uninterrupted
         one: the data order of the next epochs and the dropout masks are drawn from them.
@@ -290,9 +297,10 @@ class MultiModalTask(BaseTask, ABC):
             checkpoint: The checkpoint being written; updated in place.
         """
         checkpoint[CHECKPOINT_KEY] = checkpoint_record(type(self))
+        save_training_inputs(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Check the checkpoint's task class, restore the random states, rename legacy keys.
+        """Check the task class, restore the random states and training inputs, rename legacy keys.
 
         The random states are restored only when a fit resumes from the checkpoint (``fit(...,
         ckpt_path=...)``): loading weights for testing or prediction leaves them alone (see
@@ -314,6 +322,7 @@ class MultiModalTask(BaseTask, ABC):
             resuming=attached and self.trainer.state.fn == 'fit',
             legacy_prefixes=self.legacy_prefixes,
         )
+        load_training_inputs(self, checkpoint)
 
     # ----------------------------------------------------------------------------------------------
     # Inputs
@@ -514,6 +523,39 @@ class MultiModalTask(BaseTask, ABC):
         inputs = self.modality_inputs(batch)
         features = self.encode(inputs)
         return {m: self.postprocess(self.predict_from(features, (m,))) for m in inputs}
+
+    # ----------------------------------------------------------------------------------------------
+    # Deployment: the logic lives in torchgeo_colearn.deploy (docs/deploy.md)
+    # ----------------------------------------------------------------------------------------------
+
+    #: How raw values became the inputs (statistics, missing values, band descriptions), recorded
+    #: from the datamodule when fitting starts and saved in checkpoints under ``'deployment'``.
+    training_inputs: TrainingInputs | None = None
+
+    def setup(self, stage: str) -> None:
+        """Record the datamodule's training inputs when fitting (after the datamodule's setup).
+
+        Args:
+            stage: Either 'fit', 'validate', 'test' or 'predict'.
+        """
+        if stage == 'fit':
+            record_training_inputs(self)
+
+    def predict_raw(
+        self, inputs: Mapping[str, Tensor], valid: Mapping[str, Tensor] | None = None
+    ) -> Tensor:
+        """Predict from raw sensor values, normalised as in training (see ``docs/deploy.md``).
+
+        :func:`torchgeo_colearn.deploy.predict_raw` does the work.
+
+        Args:
+            inputs: Modality mapped to raw values (B, *sample shape), e.g. ``{'s1': x}``.
+            valid: Optional modality mapped to (B, T) valid time steps.
+
+        Returns:
+            The predictions of the scenario of the given modalities (see :meth:`postprocess`).
+        """
+        return predict_raw(self, inputs, valid)
 
     # ----------------------------------------------------------------------------------------------
     # Lightning steps
