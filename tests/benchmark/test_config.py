@@ -284,3 +284,28 @@ def test_shipped_configs_parse() -> None:
         assert 'gbdt' in names
     lfmc = load_config('experiments/benchmarks/lfmc.yaml')
     assert lfmc.data['init_args']['root'].startswith('../shared/data/')
+
+
+def test_extends_merges_over_another_config(tmp_path: Path) -> None:
+    base = write_config(tmp_path, {'mdico': MDICO, 'single': SINGLE})
+    derived = tmp_path / 'derived.yaml'
+    derived.write_text(
+        yaml.safe_dump(
+            {
+                'extends': Path(base).name,
+                'name': 'derived',
+                'data': {'init_args': {'num_folds': 5}},
+                'methods': {
+                    'single': None,
+                    'mdico_small': {'base': 'mdico', 'init_args': {'embed_dim': 2}},
+                },
+            }
+        )
+    )
+    benchmark = load_config(str(derived))
+    assert benchmark.name == 'derived'
+    assert [m.name for m in benchmark.methods] == ['mdico', 'mdico_small']
+    assert benchmark.data['init_args']['num_folds'] == 5
+    assert benchmark.data['init_args']['num_samples'] == 64
+    assert benchmark.method('mdico_small').init_args['embed_dim'] == 2
+    assert '# extends tiny.yaml' in benchmark.text

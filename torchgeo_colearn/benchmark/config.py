@@ -491,7 +491,7 @@ def _parse_tuning(
 def load_config(path: str, overrides: Mapping[str, Any] | None = None) -> Benchmark:
     """Read, check and resolve a benchmark config.
 
-    The YAML holds ``name``, ``title``, ``description``; ``data`` (``class_path``, ``init_args``); ``model``
+    The YAML (see :func:`read_config` for ``extends``) holds ``name``, ``title``, ``description``; ``data`` (``class_path``, ``init_args``); ``model``
     (arguments shared by every method: each method gets those its class accepts); ``methods`` (name mapped
     to ``class_path`` or ``base``, ``init_args``, optional ``data`` and ``trainer`` overrides, ``teacher``,
     ``per_modality`` and ``search_space``); ``folds`` (a list, or k for folds 0..k-1; default: every fold of
@@ -513,9 +513,36 @@ def load_config(path: str, overrides: Mapping[str, Any] | None = None) -> Benchm
     Raises:
         ConfigError: On a missing, unknown or invalid key; the message names the entry and the key.
     """
+    config, text = read_config(path)
+    return parse_config(deep_merge(config, overrides or {}), text, path)
+
+
+def read_config(path: str) -> tuple[dict[str, Any], str]:
+    """Read a benchmark config, resolving ``extends``.
+
+    A config with ``extends: other.yaml`` (a path relative to the config's folder) is deep-merged over
+    that config: it overrides or adds keys, and a method set to ``null`` is removed. This is how a
+    benchmark on other folds of the same data (e.g. site-grouped) reuses the methods of another.
+
+    Args:
+        path: The YAML file.
+
+    Returns:
+        The merged config and its text (the extended file's, then this one's), for the report.
+
+    Raises:
+        ConfigError: If the file or an extended one does not hold a mapping.
+    """
     with open(path) as file:
         text = file.read()
     config = yaml.safe_load(text) or {}
     if not isinstance(config, Mapping):
         raise ConfigError(f'{path}: expected a mapping at the top level')
-    return parse_config(deep_merge(config, overrides or {}), text, path)
+    config = dict(config)
+    if (extended := config.pop('extends', None)) is not None:
+        base, base_text = read_config(os.path.join(os.path.dirname(path), extended))
+        config = deep_merge(base, config)
+        text = f'# extends {extended}:\n{base_text}\n# {os.path.basename(path)}:\n{text}'
+    if isinstance(config.get('methods'), Mapping):
+        config['methods'] = {k: v for k, v in config['methods'].items() if v is not None}
+    return config, text
