@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 import torch
 from lightning.pytorch import Trainer
-from torch import Tensor, nn
+from torch import Tensor
 
 from torchgeo_colearn.callbacks.evaluation import ScenarioEvaluation
 from torchgeo_colearn.datamodules.synthetic import SyntheticMultiSensorDataModule
 from torchgeo_colearn.datasets.synthetic import ModalityKind
 from torchgeo_colearn.metrics import TaskType
+from torchgeo_colearn.models.layers import TemporalConv
 from torchgeo_colearn.trainers.base import MultiModalTask, scenario_name
 from torchgeo_colearn.trainers.fusion import (
     FeatureFusionTask,
@@ -159,7 +160,7 @@ class TestInputFusion:
         config = {'name': 'tempcnn', 'seq_len': 12, 'hidden_dim': 4, 'dense_dim': 8}
         model = InputFusionTask(**task_args('multiclass'), fusion_encoder=config)
         assert model.encoder.input_shape == (12, 22)
-        first = next(m for m in model.encoder.modules() if isinstance(m, nn.Conv1d))
+        first = next(m for m in model.encoder.modules() if isinstance(m, TemporalConv))
         assert first.out_channels == 4
 
     def test_images_concatenated(self) -> None:

@@ -13,7 +13,7 @@ from torch import Tensor
 from ..losses import ContrastiveReduction, contrastive_loss
 from ..metrics import TaskType
 from ..models import Encoder
-from ..models.mdico import MDiCo, Representation
+from ..models.mdico import Encoding, MDiCo, Representation
 from .base import ModalityInput, MultiModalTask, OptimizerName, Scenario, SchedulerName
 
 
@@ -144,6 +144,7 @@ class CoLearnTask(MultiModalTask):
             if self.hparams[option] not in allowed:
                 msg = f'{option} must be one of {allowed}, got {self.hparams[option]!r}'
                 raise ValueError(msg)
+        self._targets: dict[tuple[int, torch.device], Tensor] = {}
         self.model = MDiCo(
             self.hparams['encoders'],
             self.hparams['embed_dim'],
@@ -163,28 +164,31 @@ class CoLearnTask(MultiModalTask):
         """
         return self.model.encoder(modality)
 
-    def encode(self, inputs: Mapping[str, ModalityInput]) -> dict[str, Representation]:
-        """Encode each available modality.
+    def encode(self, inputs: Mapping[str, ModalityInput]) -> dict[str, Encoding]:
+        """Encode each available modality and apply its main head, once.
 
         Args:
             inputs: Modality mapped to (input, validity mask).
 
         Returns:
-            Modality mapped to its representation.
+            Modality mapped to its representation and main-head output.
         """
-        return {m: self.model.encode(m, x, valid) for m, (x, valid) in inputs.items()}
+        return {
+            m: self.model.encode_and_predict(m, x, valid)
+            for m, (x, valid) in inputs.items()
+        }
 
     def predict_from(self, features: Mapping[str, Any], scenario: Scenario) -> Tensor:
         """Predict a scenario: one modality's main head, or the mean logits of several.
 
         Args:
-            features: Modality mapped to its representation.
+            features: Modality mapped to its :class:`~torchgeo_colearn.models.mdico.Encoding`.
             scenario: The available modalities.
 
         Returns:
-            Raw outputs.
+            Raw outputs (the main-head outputs computed by :meth:`encode`).
         """
-        outputs = [self.model.predict(m, features[m]) for m in scenario]
+        outputs = [features[m].output for m in scenario]
         return outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(0)
 
     def representations(self, batch: Mapping[str, Any]) -> dict[str, dict[str, Tensor]]:
@@ -197,7 +201,7 @@ class CoLearnTask(MultiModalTask):
             Modality mapped to {'specific', 'unused', 'shared'} (B, d) embeddings.
         """
         features = self.encode(self.modality_inputs(batch, defer_nan_check=True))
-        return {m: rep._asdict() for m, rep in features.items()}
+        return {m: f.representation._asdict() for m, f in features.items()}
 
     def training_losses(
         self, inputs: Mapping[str, ModalityInput], target: Tensor
@@ -213,8 +217,27 @@ class CoLearnTask(MultiModalTask):
             for the terms with a non-zero weight, and the total ``loss``), and each modality's main-head
             outputs.
         """
-        reps = self.encode(inputs)
-        outputs = {m: self.model.predict(m, rep) for m, rep in reps.items()}
+        return self._objective(self.encode(inputs), target)
+
+    def _objective(
+        self, features: Mapping[str, Encoding], target: Tensor
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Compute the weighted MDiCo objective from encoded modalities.
+
+        The per-modality terms are computed over the modalities stacked along the batch axis: every
+        modality holds the same B samples, so the mean over the M*B stacked samples is the mean over
+        modalities of the per-modality means (also for the class-weighted losses, whose normaliser
+        depends only on the targets).
+
+        Args:
+            features: Every training modality's encoding, from :meth:`encode`.
+            target: The batch targets.
+
+        Returns:
+            The loss terms and the total ``loss``, and each modality's main-head outputs.
+        """
+        reps = [features[m].representation for m in self.modalities]
+        outputs = {m: features[m].output for m in self.modalities}
         terms: dict[str, Tensor] = {}
         weights = {
             'main_loss': self.hparams['main_weight'],
@@ -223,23 +246,18 @@ class CoLearnTask(MultiModalTask):
             'discriminator_loss': self.hparams['discriminator_weight'],
         }
         if weights['main_loss']:
-            terms['main_loss'] = torch.stack(
-                [self.criterion(out, target) for out in outputs.values()]
-            ).mean()
+            terms['main_loss'] = self.criterion(
+                torch.cat(list(outputs.values())), _repeat(target, len(reps))
+            )
         if weights['aux_loss']:
-            terms['aux_loss'] = (
-                torch.stack(
-                    [
-                        self.criterion(self.model.auxiliary(rep.specific), target)
-                        + self.criterion(self.model.auxiliary(rep.shared), target)
-                        for rep in reps.values()
-                    ]
-                ).mean()
-                / 2
+            # mean over modalities of 1/2 [l(g(specific)) + l(g(shared))]: one head call on all 2M parts
+            parts = torch.cat([p for rep in reps for p in (rep.specific, rep.shared)])
+            terms['aux_loss'] = self.criterion(
+                self.model.auxiliary(parts), _repeat(target, 2 * len(reps))
             )
         if weights['contrastive_loss']:
             terms['contrastive_loss'] = contrastive_loss(
-                {m: rep.shared for m, rep in reps.items()},
+                {m: rep.shared for m, rep in zip(self.modalities, reps)},
                 self.hparams['temperature'],
                 self.hparams['contrastive_reduction'],
             )
@@ -250,25 +268,56 @@ class CoLearnTask(MultiModalTask):
         )
         return {**terms, 'loss': total}, outputs
 
-    def _discriminator_loss(self, reps: Mapping[str, Representation]) -> Tensor:
+    def _discriminator_loss(self, reps: Sequence[Representation]) -> Tensor:
         """Modality-discriminative loss: both discriminators must recognise the modality.
 
         Args:
-            reps: Every training modality's representation.
+            reps: Every training modality's representation, in training order.
 
         Returns:
-            Mean over modalities of 1/2 [CE(D1(specific), m) + CE(D2(unused or shared), m)].
+            Mean over modalities of 1/2 [CE(D1(specific), m) + CE(D2(unused or shared), m)], as one
+            cross-entropy over the 2M stacked (B, M) logits.
         """
-        second_input = self.hparams['discriminator_input']
-        losses = []
-        for index, modality in enumerate(self.modalities):
-            rep = reps[modality]
-            target = torch.full(
-                (rep.specific.shape[0],), index, device=rep.specific.device
-            )
-            second = rep.unused if second_input == 'unused' else rep.shared
-            losses.append(
-                F.cross_entropy(self.model.discriminator_specific(rep.specific), target)
-                + F.cross_entropy(self.model.discriminator_unused(second), target)
-            )
-        return torch.stack(losses).mean() / 2
+        second = self.hparams['discriminator_input']
+        specific = torch.cat([rep.specific for rep in reps])
+        other = torch.cat(
+            [rep.unused if second == 'unused' else rep.shared for rep in reps]
+        )
+        logits = torch.cat(
+            [
+                self.model.discriminator_specific(specific),
+                self.model.discriminator_unused(other),
+            ]
+        )
+        return F.cross_entropy(
+            logits, self._modality_targets(reps[0].specific.shape[0], logits.device)
+        )
+
+    def _modality_targets(self, batch_size: int, device: torch.device) -> Tensor:
+        """Return the discriminators' targets, cached per batch size and device.
+
+        Args:
+            batch_size: B.
+            device: The device of the logits.
+
+        Returns:
+            (2 * M * B,) modality indices: 0 (B times), 1 (B times), ..., M - 1, twice.
+        """
+        key = (batch_size, device)
+        if key not in self._targets:
+            indices = torch.arange(len(self.modalities), device=device)
+            self._targets[key] = indices.repeat_interleave(batch_size).repeat(2)
+        return self._targets[key]
+
+
+def _repeat(target: Tensor, times: int) -> Tensor:
+    """Repeat batch targets for a stack of *times* (B, ...) outputs.
+
+    Args:
+        target: (B,) or (B, L) targets.
+        times: Number of stacked copies.
+
+    Returns:
+        (times * B,) or (times * B, L) targets.
+    """
+    return target.repeat(times, *([1] * (target.dim() - 1)))
