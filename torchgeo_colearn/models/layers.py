@@ -171,7 +171,7 @@ class _TemporalWindows(torch.autograd.Function):
         taps = grad.view(batch, steps, groups, kernel, channels // groups)
         padded = grad.new_zeros(batch, steps + 2 * padding, groups, channels // groups)
         for tap in range(kernel):
-            padded[:, tap : tap + steps] += taps[:, :, :, tap]
+            padded[:, tap : tap + steps].add_(taps[:, :, :, tap])
         return padded[:, padding : padding + steps].flatten(2), None, None
 
 
