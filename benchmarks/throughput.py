@@ -32,6 +32,7 @@ Lightning's own hooks, validation, checkpoints, against the bare loop's time for
 import argparse
 import collections
 import contextlib
+import importlib
 import json
 import logging
 import os
@@ -45,6 +46,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -66,6 +68,38 @@ MEASURES = (('new', 'fit'), ('new', 'floor'), ('base', 'fit'), ('base', 'floor')
 # --------------------------------------------------------------------------------------------------
 
 
+def merged(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Return *base* updated with *update*, nested mappings merged key by key.
+
+    Args:
+        base: The shared settings.
+        update: The overrides.
+
+    Returns:
+        A new dict.
+    """
+    out = dict(base)
+    for key, value in update.items():
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            value = merged(old, value)
+        out[key] = value
+    return out
+
+
+def import_class(path: str) -> Any:
+    """Import a class from its dotted path.
+
+    Args:
+        path: E.g. 'torchgeo_colearn.trainers.colearn.CoLearnTask'.
+
+    Returns:
+        The class.
+    """
+    module, _, name = path.rpartition('.')
+    return getattr(importlib.import_module(module), name)
+
+
 def build(case: Mapping[str, Any]) -> tuple[Any, Any, Mapping[str, Any]]:
     """Build the task, the datamodule and the trainer settings of a case.
 
@@ -78,19 +112,22 @@ def build(case: Mapping[str, Any]) -> tuple[Any, Any, Mapping[str, Any]]:
     """
     from lightning import seed_everything
 
-    from torchgeo_colearn.benchmark import deep_merge, import_class, load_config
-
-    benchmark = load_config(case['config'])
-    method = next(m for m in benchmark.methods if m.name == 'mdico')
+    # The YAML is read here rather than through the package's benchmark runner, whose API differs
+    # between the revisions this script compares: the 'mdico' method's class and arguments over the
+    # shared model arguments, the data section, and the trainer section (patience, min_delta).
+    with open(case['config']) as f:
+        config = yaml.safe_load(f)
+    method = config['methods']['mdico']
     seed_everything(0, verbose=False)
-    init_args = dict(method.init_args)
-    data = benchmark.data
+    init_args = merged(config.get('model', {}), method.get('init_args', {}))
+    data = config['data']
     data_args = {
-        **deep_merge(data['init_args'], method.data_args),
+        **merged(data.get('init_args', {}), method.get('data', {})),
         'root': case['root'],
         'batch_size': case['batch_size'],
         'fold': 0,
     }
+    settings = merged(config.get('trainer', {}), method.get('trainer', {}))
     datamodule_class = import_class(data['class_path'])
     if case['data'] == 'synthetic':
         from torchgeo_colearn.datamodules.synthetic import (
@@ -111,8 +148,8 @@ def build(case: Mapping[str, Any]) -> tuple[Any, Any, Mapping[str, Any]]:
             'num_folds': 10,
             'fold': 0,
         }
-    task = import_class(method.class_path)(**init_args)
-    return task, datamodule_class(**data_args), method.trainer
+    task = import_class(method['class_path'])(**init_args)
+    return task, datamodule_class(**data_args), settings
 
 
 class PhaseTimer(Callback):
