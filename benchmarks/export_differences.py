@@ -97,7 +97,7 @@ def main() -> None:
                     output = session.run(None, {f'image_{modality}': x.numpy()})[0]
                 else:
                     with torch.no_grad():
-                        model = torch.jit.load(path)  # type: ignore[no-untyped-call]
+                        model = torch.jit.load(path)
                         output = model(x).numpy()
                 cells.append(f'{np.abs(output - expected).max():.1e}')
             print(

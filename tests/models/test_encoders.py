@@ -18,7 +18,6 @@ from torchgeo_colearn.models import (
     build_encoder,
     register_encoder,
 )
-from torchgeo_colearn.models.mdico import MDiCo
 
 
 @pytest.mark.parametrize(
@@ -71,6 +70,53 @@ def test_accepts() -> None:
     assert encoder.accepts((12, 3))
     assert not encoder.accepts((12, 4))
     assert not encoder.accepts((3,))
+
+
+@pytest.mark.parametrize(
+    'config,shape',
+    [
+        ({'name': 'tempcnn', 'in_channels': 3, 'seq_len': 6, 'hidden_dim': 8}, (6, 3)),
+        (
+            {
+                'name': 'tempcnn',
+                'in_channels': [2, 3, 3],
+                'pooling': 'mean',
+                'hidden_dim': 8,
+                'layer_norm': True,
+            },
+            (5, 2, 3, 3),
+        ),
+        ({'name': 'mlp', 'in_features': 5, 'hidden_dims': [8, 6]}, (5,)),
+        ({'name': 'mlp', 'in_features': 5, 'hidden_dims': []}, (5,)),
+    ],
+)
+def test_copies_run_independent_encoders(
+    config: dict[str, Any], shape: tuple[int, ...]
+) -> None:
+    # three copies in one module compute what three separate encoders with their slices compute
+    grouped = build_encoder(config, out_dim=4, copies=3).eval()
+    x = torch.randn(7, *shape)
+    out = grouped(x)
+    assert out.shape == (7, 12)
+    state = grouped.state_dict()
+    for copy in range(3):
+        single = build_encoder(config, out_dim=4).eval()
+        single.load_state_dict(
+            {k: v.chunk(3)[copy] if v.dim() else v for k, v in state.items()}
+        )
+        assert torch.allclose(single(x), out[:, 4 * copy : 4 * (copy + 1)], atol=1e-5)
+
+
+def test_copies_unsupported() -> None:
+    with pytest.raises(ValueError, match="'timm' cannot run 2 copies"):
+        build_encoder({'name': 'timm', 'in_channels': 3}, 8, copies=2)
+
+
+def test_tempcnn_keeps_conv1d_state_dict() -> None:
+    # checkpoints of the (B, C, T) implementation use nn.Conv1d weights (C_out, C_in, K)
+    encoder = TempCNN(3, 8, seq_len=4, hidden_dim=6, kernel_size=3)
+    assert encoder.state_dict()['blocks.0.0.weight'].shape == (6, 3, 3)
+    assert encoder.state_dict()['blocks.1.0.weight'].shape == (6, 6, 3)
 
 
 def test_unknown_name() -> None:
@@ -142,33 +188,3 @@ def test_torchgeo_weights_other_band_count(monkeypatch: pytest.MonkeyPatch) -> N
             8,
         )
     assert encoder(torch.randn(2, 2, 32, 32)).shape == (2, 8)
-
-
-def test_mdico_shared_init() -> None:
-    encoders = {
-        'a': {'name': 'mlp', 'in_features': 3},
-        'b': {'name': 'mlp', 'in_features': 4},
-    }
-    copied = MDiCo(encoders, embed_dim=4, output_dim=2, shared_init='copy')
-    for p, q in zip(copied.specific['a'].parameters(), copied.shared['a'].parameters()):
-        assert torch.equal(p, q) and p is not q
-    independent = MDiCo(encoders, embed_dim=4, output_dim=2, shared_init='independent')
-    pairs = zip(
-        independent.specific['a'].parameters(), independent.shared['a'].parameters()
-    )
-    assert not all(torch.equal(p, q) for p, q in pairs)
-
-
-def test_mdico_representation_shapes() -> None:
-    model = MDiCo(
-        {
-            'a': {'name': 'mlp', 'in_features': 3},
-            'b': {'name': 'mlp', 'in_features': 4},
-        },
-        4,
-        1,
-    )
-    rep = model.encode('a', torch.randn(5, 3))
-    assert rep.specific.shape == rep.unused.shape == rep.shared.shape == (5, 4)
-    assert (rep.shared >= 0).all()  # ReLU projection
-    assert model.predict('a', rep).shape == (5,)

@@ -167,11 +167,12 @@ def unused_half_grad(discriminator_input: str) -> Tensor:
         output.retain_grad()
         outputs.append(output)
 
-    task.model.specific['s1'].register_forward_hook(keep)
+    # s1's specific and shared encoders run as one module: its output is (specific 2d, shared 2d)
+    task.model.paired['s1'].register_forward_hook(keep)
     losses_of(task, make_batch())['loss'].backward()
     grad = outputs[0].grad
     assert grad is not None
-    return grad[:, 4:]
+    return grad[:, 4:8]
 
 
 class TestGradientFlow:

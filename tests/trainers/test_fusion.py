@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 import torch
 from lightning.pytorch import Trainer
-from torch import Tensor, nn
+from torch import Tensor
 
 from torchgeo_colearn.datamodules.synthetic import SyntheticMultiSensorDataModule
 from torchgeo_colearn.datasets.synthetic import ModalityKind
 from torchgeo_colearn.metrics import TaskType
 from torchgeo_colearn.models.fusion import FusionName
+from torchgeo_colearn.models.layers import TemporalConv
 from torchgeo_colearn.scenarios import scenario_name
 from torchgeo_colearn.trainers.base import MultiModalTask
 from torchgeo_colearn.trainers.dropout import modality_dropout
@@ -149,7 +150,9 @@ class TestInputFusion:
         model = InputFusionTask(**task_args('multiclass'), fusion_encoder=config)
         assert model.model.fused_encoder.input_shape == (12, 22)
         first = next(
-            m for m in model.model.fused_encoder.modules() if isinstance(m, nn.Conv1d)
+            m
+            for m in model.model.fused_encoder.modules()
+            if isinstance(m, TemporalConv)
         )
         assert first.out_channels == 4
 

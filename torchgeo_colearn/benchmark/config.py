@@ -542,7 +542,11 @@ def read_config(path: str) -> tuple[dict[str, Any], str]:
     if (extended := config.pop('extends', None)) is not None:
         base, base_text = read_config(os.path.join(os.path.dirname(path), extended))
         config = deep_merge(base, config)
-        text = f'# extends {extended}:\n{base_text}\n# {os.path.basename(path)}:\n{text}'
+        text = (
+            f'# extends {extended}:\n{base_text}\n# {os.path.basename(path)}:\n{text}'
+        )
     if isinstance(config.get('methods'), Mapping):
-        config['methods'] = {k: v for k, v in config['methods'].items() if v is not None}
+        config['methods'] = {
+            k: v for k, v in config['methods'].items() if v is not None
+        }
     return config, text

@@ -219,25 +219,32 @@ def _save_onnx(
 
 
 def _save_torchscript(
-    program: torch.export.ExportedProgram, example: Tensor, path: str, metadata: str
+    model: RawInputModel, example: Tensor, path: str, metadata: str
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """Write an exported program as frozen TorchScript with the metadata as an extra file.
+    """Trace the raw-input model as frozen TorchScript with the metadata as an extra file.
 
-    PyTorch deprecates TorchScript in favour of :mod:`torch.export`; its warnings are silenced here.
+    The eager model is traced (not the exported graph, whose sizes the tracer would freeze), so the
+    batch axis stays dynamic. PyTorch deprecates TorchScript in favour of :mod:`torch.export`; its
+    warnings are silenced here.
 
     Args:
-        program: The exported program.
-        example: An example input, to trace the program's module.
+        model: The raw-input model, in evaluation mode.
+        example: An example input, to trace the model.
         path: The output file.
         metadata: The metadata, JSON, saved as the extra file ``torchgeo_colearn``.
 
     Returns:
         A function running the written file.
     """
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter('ignore', FutureWarning)
         warnings.simplefilter('ignore', TracerWarning)
-        traced = torch.jit.trace(program.module(), example)  # type: ignore[no-untyped-call]
+        # Lightning's own flag for tracing: its properties (e.g. `trainer`) then stay quiet
+        model.task._jit_is_scripting = True
+        try:
+            traced = torch.jit.trace(model, example)  # type: ignore[no-untyped-call]
+        finally:
+            model.task._jit_is_scripting = False
         frozen = torch.jit.freeze(traced.eval())
         torch.jit.save(frozen, path, _extra_files={METADATA_KEY: metadata})
         loaded = torch.jit.load(path)  # type: ignore[no-untyped-call]
@@ -298,7 +305,7 @@ def export_model(
         case 'onnx':
             run = _save_onnx(program, output, image_key(modality), text)
         case 'torchscript':
-            run = _save_torchscript(program, example, output, text)
+            run = _save_torchscript(model, example, output, text)
     differences = []
     for size in CHECK_BATCH_SIZES:
         x = example_input(task, modality, size)

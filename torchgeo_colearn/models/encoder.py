@@ -5,7 +5,7 @@
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from torch import Tensor, nn
 
@@ -23,6 +23,11 @@ class Encoder(nn.Module, ABC):
 
     #: Size of the output embedding.
     out_dim: int
+
+    #: Whether the constructor takes ``copies``: that many independent encoders of the architecture run
+    #: as one module on the same input, returning their embeddings concatenated, (B, copies * out_dim),
+    #: with every parameter and buffer stacking the copies along its first axis.
+    supports_copies: ClassVar[bool] = False
 
     @abstractmethod
     def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
@@ -73,28 +78,52 @@ def register_encoder(name: str) -> Callable[[EncoderT], EncoderT]:
     return decorator
 
 
-def build_encoder(config: Mapping[str, Any], out_dim: int) -> Encoder:
+def encoder_class(config: Mapping[str, Any]) -> type[Encoder]:
+    """Return the encoder class a config names.
+
+    Args:
+        config: ``name`` (a key of :data:`ENCODERS`) plus the keyword arguments of that class.
+
+    Returns:
+        The registered class.
+
+    Raises:
+        ValueError: If the name is missing or unknown.
+    """
+    name = config.get('name')
+    if name not in ENCODERS:
+        msg = f'encoder name {name!r} is not one of {sorted(ENCODERS)} (config: {dict(config)})'
+        raise ValueError(msg)
+    return ENCODERS[name]
+
+
+def build_encoder(config: Mapping[str, Any], out_dim: int, copies: int = 1) -> Encoder:
     """Build an encoder from its config.
 
     Args:
         config: ``name`` (a key of :data:`ENCODERS`) plus the keyword arguments of that class, except
-            ``out_dim``.
+            ``out_dim`` and ``copies``.
         out_dim: Size of the output embedding.
+        copies: Number of independent encoders run as one module (see
+            :attr:`Encoder.supports_copies`); 1 builds a plain encoder.
 
     Returns:
         The encoder.
 
     Raises:
-        ValueError: If the name is missing or unknown.
+        ValueError: If the name is missing or unknown, or *copies* > 1 for a class without support.
         TypeError: If the arguments do not fit the encoder class.
     """
+    cls = encoder_class(config)
     kwargs = dict(config)
-    name = kwargs.pop('name', None)
-    if name not in ENCODERS:
-        msg = f'encoder name {name!r} is not one of {sorted(ENCODERS)} (config: {dict(config)})'
-        raise ValueError(msg)
+    name = kwargs.pop('name')
+    if copies != 1:
+        if not cls.supports_copies:
+            msg = f'encoder {name!r} cannot run {copies} copies as one module'
+            raise ValueError(msg)
+        kwargs['copies'] = copies
     try:
-        return ENCODERS[name](out_dim=out_dim, **kwargs)
+        return cls(out_dim=out_dim, **kwargs)
     except TypeError as error:
         msg = f'bad arguments for encoder {name!r} ({kwargs}): {error}'
         raise TypeError(msg) from error

@@ -8,11 +8,18 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 
 from .encoder import Encoder, register_encoder
+from .layers import Dropout, GroupedLinear
 
 
 @register_encoder('mlp')
 class MLP(Encoder):
-    """Stack of Linear + BatchNorm + ReLU + Dropout blocks, then a linear projection."""
+    """Stack of Linear + BatchNorm + ReLU + Dropout blocks, then a linear projection.
+
+    With ``copies=G`` the module holds G independent MLPs of this architecture that read the same input,
+    run with one grouped operation per layer; every parameter stacks the copies along its first axis.
+    """
+
+    supports_copies = True
 
     def __init__(
         self,
@@ -20,6 +27,7 @@ class MLP(Encoder):
         out_dim: int,
         hidden_dims: Sequence[int] = (128, 128),
         dropout: float = 0.2,
+        copies: int = 1,
     ) -> None:
         """Initialize a new MLP instance.
 
@@ -28,21 +36,27 @@ class MLP(Encoder):
             out_dim: Size of the output embedding.
             hidden_dims: Width of each hidden block.
             dropout: Dropout probability after each block.
+            copies: Number of independently initialised MLPs run side by side on the same input; their
+                embeddings are concatenated.
         """
         super().__init__()
         self.input_shape = (in_features,)
         self.out_dim = out_dim
+        self.copies = copies
         layers: list[nn.Module] = []
         width = in_features
-        for hidden in hidden_dims:
+        for index, hidden in enumerate(hidden_dims):
             layers += [
-                nn.Linear(width, hidden),
-                nn.BatchNorm1d(hidden),
+                # the first layer reads the input shared by all copies
+                GroupedLinear(width, hidden, copies, shared_input=index == 0),
+                nn.BatchNorm1d(copies * hidden),
                 nn.ReLU(),
-                nn.Dropout(dropout),
+                Dropout(dropout),
             ]
             width = hidden
-        layers.append(nn.Linear(width, out_dim))
+        layers.append(
+            GroupedLinear(width, out_dim, copies, shared_input=not hidden_dims)
+        )
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
@@ -53,7 +67,7 @@ class MLP(Encoder):
             valid: Unused (vectors have no time axis).
 
         Returns:
-            Embeddings, shape (B, out_dim).
+            Embeddings, shape (B, copies * out_dim), copy c in ``[c * out_dim, (c + 1) * out_dim)``.
         """
         out: Tensor = self.layers(x)
         return out

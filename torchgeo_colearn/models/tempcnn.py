@@ -10,6 +10,13 @@ from typing import Literal
 from torch import Tensor, nn
 
 from .encoder import Encoder, register_encoder
+from .layers import (
+    ChannelsLastBatchNorm,
+    Dropout,
+    GroupedLayerNorm,
+    GroupedLinear,
+    TemporalConv,
+)
 
 
 @register_encoder('tempcnn')
@@ -22,10 +29,18 @@ class TempCNN(Encoder):
     (Linear + BatchNorm + ReLU + Dropout) and a linear projection to ``out_dim``, optionally
     layer-normalised. Image time series (T, C, H, W) are flattened per time step.
 
+    With ``copies=G`` the module holds G independent encoders of this architecture that read the same
+    input (MDiCo's specific and shared encoders), run with one grouped operation per layer; every
+    parameter stacks the copies along its first axis, so that copy c's state dict is the c-th slice.
+    The series are processed channels-last, (B, T, C), for speed; the parameters keep the layout of
+    ``nn.Conv1d`` / ``nn.Linear`` on (B, C, T).
+
     If you use this model in your research, please cite:
 
     * https://doi.org/10.3390/rs11050523
     """
+
+    supports_copies = True
 
     def __init__(
         self,
@@ -39,6 +54,7 @@ class TempCNN(Encoder):
         dropout: float = 0.2,
         pooling: Literal['flatten', 'mean'] = 'flatten',
         layer_norm: bool = False,
+        copies: int = 1,
     ) -> None:
         """Initialize a new TempCNN instance.
 
@@ -54,6 +70,8 @@ class TempCNN(Encoder):
             dropout: Dropout probability after each block.
             pooling: 'flatten' (fixed length) or 'mean' (masked mean over valid steps).
             layer_norm: Apply LayerNorm to the output (the MDiCo LFMC setup).
+            copies: Number of independently initialised encoders of this architecture run side by side
+                on the same input (grouped layers); their embeddings are concatenated.
 
         Raises:
             ValueError: If ``pooling='flatten'`` without ``seq_len``, or the kernel size is even.
@@ -71,19 +89,24 @@ class TempCNN(Encoder):
             raise ValueError(msg)
         self.input_shape = (seq_len, *step_shape)
         self.out_dim = out_dim
+        self.copies = copies
         self.pooling = pooling
+        self.hidden_dim = hidden_dim
         features = math.prod(step_shape)
+        width = copies * hidden_dim
+        # The first convolution reads the input shared by all copies: one convolution with
+        # copies * hidden_dim filters; the next ones are grouped, one group per copy.
         self.blocks = nn.ModuleList(
             nn.Sequential(
-                nn.Conv1d(
-                    features if layer == 0 else hidden_dim,
-                    hidden_dim,
+                TemporalConv(
+                    features if layer == 0 else width,
+                    width,
                     kernel_size,
-                    padding=kernel_size // 2,
+                    groups=1 if layer == 0 else copies,
                 ),
-                nn.BatchNorm1d(hidden_dim),
+                ChannelsLastBatchNorm(width),
                 nn.ReLU(),
-                nn.Dropout(dropout),
+                Dropout(dropout),
             )
             for layer in range(num_layers)
         )
@@ -91,13 +114,15 @@ class TempCNN(Encoder):
             hidden_dim * seq_len if pooling == 'flatten' and seq_len else hidden_dim
         )
         self.dense = nn.Sequential(
-            nn.Linear(pooled, dense_dim),
-            nn.BatchNorm1d(dense_dim),
+            GroupedLinear(pooled, dense_dim, copies),
+            nn.BatchNorm1d(copies * dense_dim),
             nn.ReLU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
-        self.output = nn.Linear(dense_dim, out_dim)
-        self.norm: nn.Module = nn.LayerNorm(out_dim) if layer_norm else nn.Identity()
+        self.output = GroupedLinear(dense_dim, out_dim, copies)
+        self.norm: nn.Module = (
+            GroupedLayerNorm(out_dim, copies) if layer_norm else nn.Identity()
+        )
 
     def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
         """Encode a batch of time series.
@@ -108,25 +133,32 @@ class TempCNN(Encoder):
                 convolution and, with ``pooling='mean'``, left out of the mean.
 
         Returns:
-            Embeddings, shape (B, out_dim).
+            Embeddings, shape (B, copies * out_dim), copy c in ``[c * out_dim, (c + 1) * out_dim)``.
         """
-        features = x.flatten(2).transpose(1, 2)
+        # Channels-last (B, T, F) throughout: image time series are flattened per time step.
+        features = x.flatten(2)
         # Zero the invalid steps before every convolution, so that they act like the zero padding at
         # the ends of the series and never leak into the valid steps.
-        step_mask = None if valid is None else valid.unsqueeze(1).to(features.dtype)
+        step_mask = None if valid is None else valid.unsqueeze(-1).to(features.dtype)
         for block in self.blocks:
             if step_mask is not None:
                 features = features * step_mask
             features = block(features)
         match self.pooling:
             case 'flatten':
-                pooled = features.flatten(1)
+                # Each copy flattens its (hidden, time) features in the order of a (B, C, T) layout.
+                batch, steps = features.shape[:2]
+                pooled = (
+                    features.view(batch, steps, self.copies, self.hidden_dim)
+                    .permute(0, 2, 3, 1)
+                    .reshape(batch, -1)
+                )
             case 'mean':
                 if step_mask is None:
-                    pooled = features.mean(-1)
+                    pooled = features.mean(1)
                 else:
                     assert step_mask is not None
-                    pooled = (features * step_mask).sum(-1) / step_mask.sum(-1).clamp(
+                    pooled = (features * step_mask).sum(1) / step_mask.sum(1).clamp(
                         min=1
                     )
         out: Tensor = self.norm(self.output(self.dense(pooled)))

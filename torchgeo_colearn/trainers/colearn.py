@@ -3,19 +3,19 @@
 
 """Trainer for multi-modal co-learning with MDiCo."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from typing_extensions import override
 
 from ..losses import ContrastiveReduction, contrastive_loss
-from ..models import Encoder
-from ..models.mdico import MDiCo, Representation
+from ..models.mdico import Encoding, MDiCo, Representation
 from ..scenarios import Scenario
 from .base import MultiModalTask
-from .interface import LossOutput, ModalityInput
+from .interface import Features, Inputs, LossOutput
 
 
 class CoLearnTask(MultiModalTask):
@@ -113,6 +113,7 @@ class CoLearnTask(MultiModalTask):
             if self.hparams[option] not in allowed:
                 msg = f'{option} must be one of {allowed}, got {self.hparams[option]!r}'
                 raise ValueError(msg)
+        self._targets: dict[tuple[int, torch.device], Tensor] = {}
         self.model = MDiCo(
             self.hparams['encoders'],
             self.hparams['embed_dim'],
@@ -121,73 +122,47 @@ class CoLearnTask(MultiModalTask):
             self.hparams['shared_init'],
         )
 
-    def encoder_of(self, modality: str) -> Encoder:
-        """Return the specific encoder of a modality.
-
-        Args:
-            modality: A training modality.
+    @override
+    def encode(self, inputs: Inputs) -> dict[str, Encoding]:
+        """Encode each available modality and apply its main head, once.
 
         Returns:
-            The encoder.
+            Modality mapped to its representation and main-head output.
         """
-        return self.model.encoder(modality)
+        return {
+            m: self.model.encode_and_predict(m, x, valid)
+            for m, (x, valid) in inputs.items()
+        }
 
-    def encode(self, inputs: Mapping[str, ModalityInput]) -> dict[str, Representation]:
-        """Encode each available modality.
-
-        Args:
-            inputs: Modality mapped to (input, validity mask).
-
-        Returns:
-            Modality mapped to its representation.
-        """
-        return {m: self.model.encode(m, x, valid) for m, (x, valid) in inputs.items()}
-
-    def predict_from(self, features: Mapping[str, Any], scenario: Scenario) -> Tensor:
-        """Predict a scenario: one modality's main head, or the mean logits of several.
-
-        Args:
-            features: Modality mapped to its representation.
-            scenario: The available modalities.
-
-        Returns:
-            Raw outputs.
-        """
-        outputs = [self.model.predict(m, features[m]) for m in scenario]
+    @override
+    def predict_from(self, features: Features, scenario: Scenario) -> Tensor:
+        """Predict a scenario: one modality's main-head output, or the mean of several."""
+        outputs = [features[m].output for m in scenario]
         return outputs[0] if len(outputs) == 1 else torch.stack(outputs).mean(0)
 
+    @override
     def representations(self, batch: Mapping[str, Any]) -> dict[str, dict[str, Tensor]]:
-        """Return the specific, unused and shared parts of each modality present.
-
-        Args:
-            batch: Normalised batch.
-
-        Returns:
-            Modality mapped to {'specific', 'unused', 'shared'} (B, d) embeddings.
-        """
+        """Return the ``'specific'``, ``'unused'`` and ``'shared'`` (B, d) parts of each modality."""
         features = self.encode(self.modality_inputs(batch, defer_nan_check=True))
-        return {m: rep._asdict() for m, rep in features.items()}
+        return {m: f.representation._asdict() for m, f in features.items()}
 
-    def losses(
-        self,
-        inputs: Mapping[str, ModalityInput],
-        features: Mapping[str, Any],
-        target: Tensor,
-    ) -> LossOutput:
-        """Compute the weighted MDiCo objective.
+    @override
+    def losses(self, inputs: Inputs, features: Features, target: Tensor) -> LossOutput:
+        """Compute the weighted MDiCo objective from the encoded modalities.
 
-        Args:
-            inputs: Every training modality's input (unused: the representations hold everything).
-            features: Every training modality's representation, from :meth:`encode`.
-            target: The batch targets.
+        The per-modality terms are computed over the modalities stacked along the batch axis: every
+        modality holds the same B samples, so the mean over the M*B stacked samples is the mean over
+        modalities of the per-modality means (also for the class-weighted losses, whose normaliser
+        depends only on the targets).
 
         Returns:
             The loss terms (``main_loss``, ``aux_loss``, ``contrastive_loss``, ``discriminator_loss``
             for the terms with a non-zero weight, and the total ``loss``), and each single-modality
-            scenario's main-head outputs.
+            scenario's main-head outputs (computed by :meth:`encode`).
         """
-        reps: Mapping[str, Representation] = features
-        outputs = {m: self.model.predict(m, rep) for m, rep in reps.items()}
+        encodings: Mapping[str, Encoding] = features
+        reps = [encodings[m].representation for m in self.modalities]
+        outputs = {m: encodings[m].output for m in self.modalities}
         terms: dict[str, Tensor] = {}
         weights = {
             'main_loss': self.hparams['main_weight'],
@@ -196,23 +171,18 @@ class CoLearnTask(MultiModalTask):
             'discriminator_loss': self.hparams['discriminator_weight'],
         }
         if weights['main_loss']:
-            terms['main_loss'] = torch.stack(
-                [self.criterion(out, target) for out in outputs.values()]
-            ).mean()
+            terms['main_loss'] = self.criterion(
+                torch.cat(list(outputs.values())), _repeat(target, len(reps))
+            )
         if weights['aux_loss']:
-            terms['aux_loss'] = (
-                torch.stack(
-                    [
-                        self.criterion(self.model.auxiliary(rep.specific), target)
-                        + self.criterion(self.model.auxiliary(rep.shared), target)
-                        for rep in reps.values()
-                    ]
-                ).mean()
-                / 2
+            # mean over modalities of 1/2 [l(g(specific)) + l(g(shared))]: one head call on all 2M parts
+            parts = torch.cat([p for rep in reps for p in (rep.specific, rep.shared)])
+            terms['aux_loss'] = self.criterion(
+                self.model.auxiliary(parts), _repeat(target, 2 * len(reps))
             )
         if weights['contrastive_loss']:
             terms['contrastive_loss'] = contrastive_loss(
-                {m: rep.shared for m, rep in reps.items()},
+                {m: rep.shared for m, rep in zip(self.modalities, reps)},
                 self.hparams['temperature'],
                 self.hparams['contrastive_reduction'],
             )
@@ -223,25 +193,56 @@ class CoLearnTask(MultiModalTask):
         )
         return {**terms, 'loss': total}, {(m,): out for m, out in outputs.items()}
 
-    def _discriminator_loss(self, reps: Mapping[str, Representation]) -> Tensor:
+    def _discriminator_loss(self, reps: Sequence[Representation]) -> Tensor:
         """Modality-discriminative loss: both discriminators must recognise the modality.
 
         Args:
-            reps: Every training modality's representation.
+            reps: Every training modality's representation, in training order.
 
         Returns:
-            Mean over modalities of 1/2 [CE(D1(specific), m) + CE(D2(unused or shared), m)].
+            Mean over modalities of 1/2 [CE(D1(specific), m) + CE(D2(unused or shared), m)], as one
+            cross-entropy over the 2M stacked (B, M) logits.
         """
-        second_input = self.hparams['discriminator_input']
-        losses = []
-        for index, modality in enumerate(self.modalities):
-            rep = reps[modality]
-            target = torch.full(
-                (rep.specific.shape[0],), index, device=rep.specific.device
-            )
-            second = rep.unused if second_input == 'unused' else rep.shared
-            losses.append(
-                F.cross_entropy(self.model.discriminator_specific(rep.specific), target)
-                + F.cross_entropy(self.model.discriminator_unused(second), target)
-            )
-        return torch.stack(losses).mean() / 2
+        second = self.hparams['discriminator_input']
+        specific = torch.cat([rep.specific for rep in reps])
+        other = torch.cat(
+            [rep.unused if second == 'unused' else rep.shared for rep in reps]
+        )
+        logits = torch.cat(
+            [
+                self.model.discriminator_specific(specific),
+                self.model.discriminator_unused(other),
+            ]
+        )
+        return F.cross_entropy(
+            logits, self._modality_targets(reps[0].specific.shape[0], logits.device)
+        )
+
+    def _modality_targets(self, batch_size: int, device: torch.device) -> Tensor:
+        """Return the discriminators' targets, cached per batch size and device.
+
+        Args:
+            batch_size: B.
+            device: The device of the logits.
+
+        Returns:
+            (2 * M * B,) modality indices: 0 (B times), 1 (B times), ..., M - 1, twice.
+        """
+        key = (batch_size, device)
+        if key not in self._targets:
+            indices = torch.arange(len(self.modalities), device=device)
+            self._targets[key] = indices.repeat_interleave(batch_size).repeat(2)
+        return self._targets[key]
+
+
+def _repeat(target: Tensor, times: int) -> Tensor:
+    """Repeat batch targets for a stack of *times* (B, ...) outputs.
+
+    Args:
+        target: (B,) or (B, L) targets.
+        times: Number of stacked copies.
+
+    Returns:
+        (times * B,) or (times * B, L) targets.
+    """
+    return target.repeat(times, *([1] * (target.dim() - 1)))
