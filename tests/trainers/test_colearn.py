@@ -364,3 +364,24 @@ def test_task_types_fit_and_test(task_type: TaskType, tmp_path: Path) -> None:
     elif task_type != 'multilabel':
         assert task.criterion.class_weights is not None
         assert torch.allclose(task.criterion.class_weights, datamodule.class_weights())
+
+
+TERMS = ('main_loss', 'aux_loss', 'contrastive_loss', 'discriminator_loss')
+
+
+def test_validation_loss_main_selects_on_the_main_heads() -> None:
+    task = make_task(validation_loss='main')
+    batch = make_batch()
+    task.train()
+    training = losses_of(task, batch)
+    assert torch.allclose(
+        training['loss'], torch.stack([training[k] for k in TERMS]).sum()
+    )
+    task.eval()
+    evaluation = losses_of(task, batch)
+    assert torch.equal(evaluation['loss'], evaluation['main_loss'])
+    assert torch.allclose(
+        evaluation['total_loss'], torch.stack([evaluation[k] for k in TERMS]).sum()
+    )
+    with pytest.raises(ValueError, match='needs main_weight > 0'):
+        make_task(validation_loss='main', main_weight=0.0)

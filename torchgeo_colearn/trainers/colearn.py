@@ -61,6 +61,7 @@ class CoLearnTask(MultiModalTask):
         temperature: float = 0.1,
         discriminator_input: Literal['unused', 'shared'] = 'unused',
         contrastive_reduction: ContrastiveReduction = 'mean',
+        validation_loss: Literal['total', 'main'] = 'total',
         **kwargs: Any,
     ) -> None:
         """Initialize a new CoLearnTask instance.
@@ -77,6 +78,11 @@ class CoLearnTask(MultiModalTask):
                 or 'shared' (the authors' code, where the unused part gets no gradient).
             contrastive_reduction: 'mean' over unordered modality pairs, or 'sum_ordered' over ordered
                 pairs (the authors' code).
+            validation_loss: What ``val_loss`` (and ``test_loss``) reports, the value early stopping,
+                checkpointing and the 'plateau' schedule select on: the 'total' weighted objective (the
+                authors'), or the 'main' loss of the main heads alone, the prediction that is deployed
+                (the total is then logged as ``val_total_loss``). Training minimises the total either
+                way.
             **kwargs: The arguments shared by every method (:class:`~torchgeo_colearn.trainers.base.\
                 MultiModalTask`): ``encoders`` (at least two modalities), ``task``, ``num_classes``,
                 ``num_labels``, ``embed_dim`` (the size d of each representation part; the specific
@@ -105,7 +111,11 @@ class CoLearnTask(MultiModalTask):
         ):
             msg = f'loss weights must be >= 0 and not all 0, got { {w: self.hparams[w] for w in weights} }'
             raise ValueError(msg)
+        if self.hparams['validation_loss'] == 'main' and not self.hparams['main_weight']:
+            msg = "validation_loss='main' needs main_weight > 0 (the main loss is computed)"
+            raise ValueError(msg)
         for option, allowed in (
+            ('validation_loss', ('total', 'main')),
             ('discriminator_input', ('unused', 'shared')),
             ('contrastive_reduction', ('mean', 'sum_ordered')),
             ('shared_init', ('copy', 'independent')),
@@ -191,6 +201,9 @@ class CoLearnTask(MultiModalTask):
         total = sum(
             (weights[name] * value for name, value in terms.items()), torch.zeros(())
         )
+        if not self.training and self.hparams['validation_loss'] == 'main':
+            terms['total_loss'] = total
+            total = terms['main_loss']
         return {**terms, 'loss': total}, {(m,): out for m, out in outputs.items()}
 
     def _discriminator_loss(self, reps: Sequence[Representation]) -> Tensor:
