@@ -111,7 +111,10 @@ class CoLearnTask(MultiModalTask):
         ):
             msg = f'loss weights must be >= 0 and not all 0, got { {w: self.hparams[w] for w in weights} }'
             raise ValueError(msg)
-        if self.hparams['validation_loss'] == 'main' and not self.hparams['main_weight']:
+        if (
+            self.hparams['validation_loss'] == 'main'
+            and not self.hparams['main_weight']
+        ):
             msg = "validation_loss='main' needs main_weight > 0 (the main loss is computed)"
             raise ValueError(msg)
         for option, allowed in (
