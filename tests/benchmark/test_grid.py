@@ -19,7 +19,8 @@ TWO = {'mdico': MDICO, 'single': {**SINGLE, 'per_modality': True}}
 def test_grid_writes_table_plot_and_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    summary = run(write_config(tmp_path, TWO), tmp_path)
+    config = write_config(tmp_path, TWO, discussion='Co-learning helps s1 here.')
+    summary = run(config, tmp_path)
     progress = capsys.readouterr().out
     assert '6 units = 2 methods x 2 folds x 1 seeds, 6 to run' in progress
     assert '[1/6] mdico fold=0 seed=0: ok' in progress
@@ -46,6 +47,10 @@ def test_grid_writes_table_plot_and_report(
     assert 'Split: 4-fold cross-validation at sample level' in report
     assert 'Wilcoxon p' in report and '## Mean rank per scenario (R2' in report
     assert 'name: tiny' in report  # the config is reproduced
+    results = report.split('## Runs')[0]
+    assert (
+        '## Discussion\n\nCo-learning helps s1 here.' in results.split('## Results')[1]
+    )
     assert '![R2 per inference scenario](tiny.png)' in report
     assert (tmp_path / 'docs' / 'tiny.png').stat().st_size > 0
     scores = (tmp_path / 'docs' / 'tiny_scores.csv').read_text().splitlines()

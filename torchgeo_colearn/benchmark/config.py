@@ -42,6 +42,7 @@ TOP_LEVEL_KEYS = (
     'name',
     'title',
     'description',
+    'discussion',
     'data',
     'model',
     'methods',
@@ -117,6 +118,7 @@ class Benchmark:
         name: Dataset name, used for the output folder and ``docs/results/<name>.md``.
         title: Report title.
         description: Free text shown at the top of the report.
+        discussion: Free text shown after the results (what the runs show and why), or ''.
         data: ``class_path`` and ``init_args`` of the datamodule (``fold`` is set per run).
         methods: Methods in run order (teachers before their students).
         folds: Test folds to run.
@@ -133,6 +135,7 @@ class Benchmark:
     name: str
     title: str
     description: str
+    discussion: str
     data: dict[str, Any]
     methods: list[Method]
     folds: list[int]
@@ -430,6 +433,7 @@ def parse_config(config: Mapping[str, Any], text: str, path: str) -> Benchmark:
         name=name,
         title=config.get('title', f'Benchmark: {name}'),
         description=config.get('description', ''),
+        discussion=config.get('discussion', ''),
         data=data,
         methods=methods,
         folds=folds,
@@ -491,7 +495,8 @@ def _parse_tuning(
 def load_config(path: str, overrides: Mapping[str, Any] | None = None) -> Benchmark:
     """Read, check and resolve a benchmark config.
 
-    The YAML (see :func:`read_config` for ``extends``) holds ``name``, ``title``, ``description``; ``data`` (``class_path``, ``init_args``); ``model``
+    The YAML (see :func:`read_config` for ``extends``) holds ``name``, ``title``, ``description``,
+    ``discussion``; ``data`` (``class_path``, ``init_args``); ``model``
     (arguments shared by every method: each method gets those its class accepts); ``methods`` (name mapped
     to ``class_path`` or ``base``, ``init_args``, optional ``data`` and ``trainer`` overrides, ``teacher``,
     ``per_modality`` and ``search_space``); ``folds`` (a list, or k for folds 0..k-1; default: every fold of

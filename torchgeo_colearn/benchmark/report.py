@@ -487,6 +487,8 @@ def write_report(
                 '',
                 comparison_markdown(comparison, benchmark.reference, metric),
             ]
+    if benchmark.discussion.strip():
+        sections += ['## Discussion', '', benchmark.discussion.strip(), '']
     sections += [
         '## Runs',
         '',
