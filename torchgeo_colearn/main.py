@@ -70,9 +70,10 @@ class _DropAdverts(logging.Filter):
 def quiet_lightning() -> None:
     """Silence what ``colearn`` users cannot act on: Lightning's adverts and its own deprecations.
 
-    Lightning's tips to install its cloud services are dropped, and the ``FutureWarning`` torch raises
-    for the ``LeafSpec`` that Lightning's combined loader builds is ignored (it names Lightning code,
-    not the user's). Other warnings and log records pass.
+    Lightning's tips to install its cloud services are dropped; the ``FutureWarning`` torch raises
+    for the ``LeafSpec`` that Lightning's combined loader builds, and the deprecations that jsonargparse
+    raises for LightningCLI's own calls, are ignored (they name Lightning code, not the user's). Other
+    warnings and log records pass.
     """
     for name in (
         'lightning.pytorch.utilities.rank_zero',
@@ -85,6 +86,10 @@ def quiet_lightning() -> None:
         'ignore',
         message=r'`isinstance\(treespec, LeafSpec\)` is deprecated',
         category=FutureWarning,
+    )
+    # jsonargparse >= 4.53 deprecates calls that LightningCLI itself makes (add_instantiator, skip_none)
+    warnings.filterwarnings(
+        'ignore', category=DeprecationWarning, module=r'lightning\.pytorch\.cli'
     )
 
 
