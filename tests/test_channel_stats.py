@@ -4,6 +4,7 @@
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -115,6 +116,20 @@ class TestModalityStats:
         others = torch.cat([x[:17, :, 2], x[18:, :, 2]]).flatten()
         z = (others[torch.isfinite(others)] - mean[2]) / std[2]
         assert z.max() - z.min() < 1e-6
+
+    @pytest.mark.parametrize('bad_cells', [1, 2])
+    def test_outlier_in_a_small_split_warns(self, bad_cells: int) -> None:
+        # 20 values: the 99th percentile alone would interpolate towards the corrupt cells
+        x = torch.linspace(-1, 1, 20).reshape(20, 1)
+        x[3 : 3 + bad_cells, 0] = 1e30
+        with pytest.warns(ChannelStatsWarning, match='extreme value 1e\\+30 in row 3 '):
+            modality_stats([{'image_dem': x}])
+
+    def test_no_warning_without_outlier(self) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter('error', ChannelStatsWarning)
+            modality_stats([{'image_dem': torch.linspace(-1, 1, 20).reshape(20, 1)}])
+            modality_stats([{'image_dem': torch.tensor([[0.0], [1.0], [2.0]])}])
 
     def test_outlier_without_ids_names_the_row(self) -> None:
         chunks = [{'image_ts': series(seed)} for seed in range(3)]

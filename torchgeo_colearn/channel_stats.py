@@ -4,6 +4,7 @@
 """Per-channel normalisation statistics of modalities, accumulated over batches."""
 
 import json
+import math
 import os
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,9 +28,14 @@ StatsMode: TypeAlias = Literal['moments', 'robust']
 #: channel has more values. Exact when a channel has fewer values.
 SAMPLE_SIZE = 2**16
 
-#: A channel is squashed when the central 98% of its values (1st to 99th percentile) spans fewer
+#: A channel is squashed when its central values (the 1% lowest and 1% highest left out) span fewer
 #: standard deviations than this after normalisation (4.65 for a Gaussian, 3.4 for a uniform).
 SQUASH_LIMIT = 0.5
+
+#: Share of the values left out at each end for the squash check, and the least number left out:
+#: with fewer than 100 values, 1% would leave a single corrupt cell among the central values.
+TRIM_SHARE = 0.01
+MIN_TRIM = 2
 
 #: Scale of the median absolute deviation that estimates the standard deviation of a Gaussian.
 MAD_SCALE = 1.4826
@@ -146,12 +152,13 @@ class ChannelStatistics:
     def check(self, std: Tensor) -> list[str]:
         """Describe the channels the statistics would damage.
 
-        A channel is reported when it has no finite value (it becomes 0 everywhere), or when the
-        central 98% of its values (1st to 99th percentile) spans fewer than :data:`SQUASH_LIMIT`
-        standard deviations *std*: a few extreme values (a corrupt cell, a no-data marker, a ratio
-        with a near-zero denominator) inflate the standard deviation and z-scoring squashes every
-        other value of the channel to about the same number. Channels whose central 98% is constant
-        (e.g. a rare one-hot class) are not reported.
+        A channel is reported when it has no finite value (it becomes 0 everywhere), or when its
+        central values (all but the :data:`TRIM_SHARE` lowest and highest, at least :data:`MIN_TRIM`
+        at each end) span fewer than :data:`SQUASH_LIMIT` standard deviations *std*: a few extreme
+        values (a corrupt cell, a no-data marker, a ratio with a near-zero denominator) inflate the
+        standard deviation and z-scoring squashes every other value of the channel to about the same
+        number. Channels whose central values are constant (e.g. a rare one-hot class), and channels
+        with too few values to leave any out, are not reported.
 
         Args:
             std: The standard deviations that will be used, shape (C,).
@@ -169,9 +176,12 @@ class ChannelStatistics:
                     'everywhere after normalisation'
                 )
                 continue
-            low, median, high = torch.quantile(
-                values, torch.tensor([0.01, 0.5, 0.99], dtype=values.dtype)
-            ).tolist()
+            ordered = values.sort().values
+            trim = max(MIN_TRIM, math.ceil(TRIM_SHARE * len(ordered)))
+            if len(ordered) <= 2 * trim:
+                continue
+            low, high = float(ordered[trim]), float(ordered[-1 - trim])
+            median = float(ordered.quantile(0.5))
             spread = (high - low) / float(std[c])
             if high == low or spread >= SQUASH_LIMIT:
                 continue
@@ -185,7 +195,8 @@ class ChannelStatistics:
                 else (low_value, low_at)
             )
             messages.append(
-                f'{where}: the central 98% of its values ({low:.4g} to {high:.4g}) spans only '
+                f'{where}: its central values ({low:.4g} to {high:.4g}, all but the {trim} lowest '
+                f'and {trim} highest) span only '
                 f'{spread:.3g} standard deviations (std {float(std[c]):.4g}), so normalising '
                 f'squashes them together; extreme value {value:.6g} in {at} (median {median:.4g}). '
                 "Fix or blank (NaN) the value, or pass stats='robust'"
