@@ -3,6 +3,7 @@
 
 """What a task was trained on, recorded for deployment, and prediction from raw sensor values."""
 
+import argparse
 import importlib
 import json
 import os
@@ -439,3 +440,24 @@ def load_task(
         ckpt_path, map_location=map_location, weights_only=False
     )
     return task.eval()
+
+
+def checkpoint_parser(
+    prog: str, description: str, modality: str
+) -> argparse.ArgumentParser:
+    """Start the parser of a command that deploys one modality of a checkpoint.
+
+    Args:
+        prog: The command, e.g. ``'colearn map'``.
+        description: What it does.
+        modality: Help of ``--modality``.
+
+    Returns:
+        A parser with the required ``--ckpt_path`` and ``--modality``.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        '--ckpt_path', required=True, help='checkpoint of a trained task'
+    )
+    parser.add_argument('--modality', required=True, help=modality)
+    return parser
