@@ -16,11 +16,11 @@ from lightning.pytorch import Trainer
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from torchgeo_colearn.datasets.cropharvest import split_modalities
 from torchgeo_colearn.datasets.cropharvest_export import (
     DYNAMIC_BANDS,
     CropHarvestExport,
 )
+from torchgeo_colearn.datasets.cropharvest_layout import split_modalities
 from torchgeo_colearn.deploy import load_task
 from torchgeo_colearn.deploy.mapping import layout_of, map_cropharvest_export, map_image
 from torchgeo_colearn.main import main

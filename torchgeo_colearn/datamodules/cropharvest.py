@@ -7,14 +7,12 @@ from collections.abc import Sequence
 from typing import Literal
 
 from ..channel_stats import StatsMode
-from ..datasets.cropharvest import (
-    CROP_GROUPS,
-    CROP_OR_NOT,
+from ..datasets.cropharvest import CROP_GROUPS, CROP_OR_NOT, CropHarvestMultiModal
+from ..datasets.cropharvest_layout import (
     NUM_TIMESTEPS,
     TIME_STEPS,
-    CropHarvestMultiModal,
-    _resolve_groups,
     group_modality_info,
+    resolve_groups,
 )
 from ..datasets.tensor import TensorMultiModalDataset
 from ..modality_info import ModalityInfo
@@ -110,9 +108,9 @@ class CropHarvestDataModule(KFoldDataModule):
 
         Returns:
             Modality mapped to its description (see
-            :func:`~torchgeo_colearn.datasets.cropharvest.group_modality_info`).
+            :func:`~torchgeo_colearn.datasets.cropharvest_layout.group_modality_info`).
         """
-        groups = _resolve_groups(None, self.kwargs['modality_groups'])
+        groups = resolve_groups(None, self.kwargs['modality_groups'])
         info = group_modality_info(groups, NUM_TIMESTEPS, TIME_STEPS)
         return {m: info[m] for m in self.modalities}
 

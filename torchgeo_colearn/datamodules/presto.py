@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ..channel_stats import StatsMode
-from ..datasets.cropharvest import STATIC_MODALITIES, group_modality_info
+from ..datasets.cropharvest_layout import STATIC_MODALITIES, group_modality_info
 from ..datasets.presto import (
     AlgaeBlooms,
     FuelMoisture,
@@ -133,7 +133,7 @@ class PrestoDataModule(KFoldDataModule):
 
         Returns:
             Modality mapped to its description (see
-            :func:`~torchgeo_colearn.datasets.cropharvest.group_modality_info`).
+            :func:`~torchgeo_colearn.datasets.cropharvest_layout.group_modality_info`).
 
         Raises:
             RuntimeError: If called before :meth:`setup`.
