@@ -21,6 +21,7 @@ from ..transforms import ModalityNormalizer
 
 if TYPE_CHECKING:
     from ..trainers.base import MultiModalTask
+    from ..trainers.checkpoints import CheckpointedTask
 
 #: Key of a Lightning checkpoint that holds :meth:`TrainingInputs.to_json`.
 CHECKPOINT_KEY = 'deployment'
@@ -221,7 +222,7 @@ def record_training_inputs(task: 'MultiModalTask') -> None:
     task.training_inputs = training_inputs_of(task, datamodule)
 
 
-def save_training_inputs(task: 'MultiModalTask', checkpoint: dict[str, Any]) -> None:
+def save_training_inputs(task: 'CheckpointedTask', checkpoint: dict[str, Any]) -> None:
     """Write ``task.training_inputs`` into a checkpoint under :data:`CHECKPOINT_KEY`.
 
     Args:
@@ -232,7 +233,9 @@ def save_training_inputs(task: 'MultiModalTask', checkpoint: dict[str, Any]) -> 
         checkpoint[CHECKPOINT_KEY] = task.training_inputs.to_json()
 
 
-def load_training_inputs(task: 'MultiModalTask', checkpoint: Mapping[str, Any]) -> None:
+def load_training_inputs(
+    task: 'CheckpointedTask', checkpoint: Mapping[str, Any]
+) -> None:
     """Restore ``task.training_inputs`` from a checkpoint, if it holds them.
 
     Args:
