@@ -113,10 +113,7 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
         Raises:
             RuntimeError: If called before :meth:`setup`.
         """
-        train = self.train_dataset
-        if train is None:
-            msg = f'{type(self).__name__}.stats_cache_key() is known only after setup()'
-            raise RuntimeError(msg)
+        train = self.set_up_train_dataset('stats_cache_key')
         assert isinstance(train, EuroSATS1S2)
         tags = [
             f'{modality}-' + ('all' if bands == all_bands else '-'.join(bands))
@@ -136,16 +133,3 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
             files=train.files(),
             whole_files=train.split_files(),
         )
-
-    def setup_splits(self, stage: str) -> None:
-        """Set up the official splits needed by *stage* (always the training split, for statistics).
-
-        Args:
-            stage: Either 'fit', 'validate', 'test' or 'predict'.
-        """
-        self.train_dataset = EuroSATS1S2(split='train', **self.kwargs)
-        if stage in ('fit', 'validate'):
-            self.val_dataset = EuroSATS1S2(split='val', **self.kwargs)
-        if stage in ('test', 'predict'):
-            self.test_dataset = EuroSATS1S2(split='test', **self.kwargs)
-            self.predict_dataset = self.test_dataset

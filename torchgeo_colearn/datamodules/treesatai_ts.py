@@ -223,10 +223,7 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
         Raises:
             RuntimeError: If called before :meth:`setup`.
         """
-        train = self.train_dataset
-        if train is None:
-            msg = f'{type(self).__name__}.stats_cache_key() is known only after setup()'
-            raise RuntimeError(msg)
+        train = self.set_up_train_dataset('stats_cache_key')
         assert isinstance(train, TreeSatAITimeSeries)
         sensors = sorted(self.kwargs['sensors'])
         masks = '_masks' if self.kwargs['s2_masks'] else ''
@@ -242,17 +239,3 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
             files=train.files(),
             whole_files=train.list_files(),
         )
-
-    def setup_splits(self, stage: str) -> None:
-        """Load the official splits needed by *stage*, and always the training split.
-
-        Args:
-            stage: Either 'fit', 'validate', 'test' or 'predict'.
-        """
-        self.train_dataset = TreeSatAITimeSeries(split='train', **self.kwargs)
-        match stage:
-            case 'fit' | 'validate':
-                self.val_dataset = TreeSatAITimeSeries(split='val', **self.kwargs)
-            case 'test' | 'predict':
-                self.test_dataset = TreeSatAITimeSeries(split='test', **self.kwargs)
-                self.predict_dataset = self.test_dataset
