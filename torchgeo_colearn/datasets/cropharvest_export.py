@@ -8,9 +8,9 @@ import hashlib
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -380,25 +380,19 @@ class CropHarvestExports(CropHarvestMultiModal):
     def __init__(
         self,
         root: Path = 'data',
-        task: Literal['binary', 'multiclass'] = 'binary',
-        modalities: Sequence[str] | None = None,
-        modality_groups: Mapping[str, Sequence[str]] | None = None,
-        include_test: bool = False,
         labels: str = 'labels.geojson',
         exports: str = '.',
-        transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        **kwargs: Any,
     ) -> None:
         """Initialize a new CropHarvestExports instance.
 
         Args:
             root: Directory holding the labels file and the exports folder.
-            task: ``'binary'`` (crop / non-crop) or ``'multiclass'`` (crop groups).
-            modalities: Base modalities to return, each under its own key.
-            modality_groups: Output modality mapped to the base modalities it concatenates.
-            include_test: Keep the label rows flagged ``is_test``.
             labels: The labels file, relative to *root*.
             exports: The folder of the ``.tif`` exports, relative to *root*.
-            transforms: A function applied to each sample of :meth:`__getitem__`.
+            **kwargs: The task and modalities of
+                :class:`~torchgeo_colearn.datasets.cropharvest.CropHarvestMultiModal` (``task``,
+                ``modalities``, ``modality_groups``, ``include_test``, ``transforms``).
 
         Raises:
             DatasetNotFoundError: If the labels file or the exports are missing.
@@ -408,14 +402,7 @@ class CropHarvestExports(CropHarvestMultiModal):
         self.labels_file = labels
         self.exports_dir = exports
         self._rows: dict[str, Mapping[str, Any]] = {}
-        super().__init__(
-            root,
-            task=task,
-            modalities=modalities,
-            modality_groups=modality_groups,
-            include_test=include_test,
-            transforms=transforms,
-        )
+        super().__init__(root, **kwargs)
 
     @property
     def labels_path(self) -> str:
