@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
+from typing_extensions import override
 
 from ..datasets.cropharvest_layout import STATIC_MODALITIES, group_modality_info
 from ..datasets.presto import (
@@ -119,16 +120,11 @@ class PrestoDataModule(KFoldDataModule):
         """
         return self.dataset_class(**self.kwargs).to_tensor_dataset()
 
+    @override
     def split_indices(
         self, dataset: TensorMultiModalDataset
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return the train, validation and test indices.
-
-        Args:
-            dataset: The whole benchmark.
-
-        Returns:
-            Sorted int64 indices of the three splits.
+        """Return the indices of the three splits: the shipped test set, or k folds (``'kfold'``).
 
         Raises:
             KeyError: If the shipped split is asked for and the folder has no ``is_test.npy``.
