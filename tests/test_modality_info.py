@@ -3,7 +3,11 @@
 
 import pytest
 
-from torchgeo_colearn.modality_info import ModalityInfo, unnamed_modality_info
+from torchgeo_colearn.modality_info import (
+    ModalityInfo,
+    shape_fits,
+    unnamed_modality_info,
+)
 
 
 def test_description() -> None:
@@ -33,3 +37,9 @@ def test_unnamed() -> None:
     assert info.units == ('unknown',) * 4 and info.time_steps is None
     with pytest.raises(ValueError, match='fixed size'):
         unnamed_modality_info((12, None))
+
+
+def test_shape_fits() -> None:
+    assert shape_fits((None, 2), (7, 2))
+    assert not shape_fits((None, 2), (7, 3))
+    assert not shape_fits((2,), (2, 1))

@@ -10,6 +10,21 @@ from typing import Any
 from .batch import channel_axis, image_key
 
 
+def shape_fits(expected: Sequence[int | None], shape: Sequence[int]) -> bool:
+    """Tell whether a sample shape fits an expected one whose free sizes are None.
+
+    Args:
+        expected: The expected shape, None for a size that may vary (e.g. the time steps).
+        shape: Shape of one sample (no batch axis).
+
+    Returns:
+        True if the number of axes and every fixed size match.
+    """
+    return len(shape) == len(expected) and all(
+        want is None or want == got for want, got in zip(expected, shape)
+    )
+
+
 @dataclass(frozen=True)
 class ModalityInfo:
     """Description of the raw values of one modality, as a datamodule reads them from disk.
@@ -73,9 +88,7 @@ modality_info`); tasks record them when fitting starts and checkpoints and expor
         Returns:
             True if the number of axes and every fixed size match.
         """
-        return len(shape) == len(self.shape) and all(
-            want is None or want == got for want, got in zip(self.shape, shape)
-        )
+        return shape_fits(self.shape, shape)
 
     def describe(self, modality: str, shape: Sequence[int | None] | None = None) -> str:
         """Say in one line what a batch of this modality must hold.

@@ -468,4 +468,4 @@ def test_invalid_stats_mode() -> None:
     with pytest.raises(
         ValueError, match="stats must be one of \\('moments', 'robust'\\)"
     ):
-        SyntheticMultiSensorDataModule(stats='median')  # type: ignore[arg-type]
+        SyntheticMultiSensorDataModule(stats='median')

@@ -72,7 +72,7 @@ def test_modality_info() -> None:
 
 @pytest.mark.parametrize('split', ['train', 'val', 'test'])
 def test_predict_split(split: str) -> None:
-    datamodule = SyntheticMultiSensorDataModule(num_samples=50, predict_split=split)  # type: ignore[arg-type]
+    datamodule = SyntheticMultiSensorDataModule(num_samples=50, predict_split=split)
     datamodule.setup('predict')
     assert datamodule.predict_dataset is getattr(datamodule, f'{split}_dataset')
     ids = {i for batch in datamodule.predict_dataloader() for i in batch['id']}
@@ -81,4 +81,4 @@ def test_predict_split(split: str) -> None:
 
 def test_bad_predict_split() -> None:
     with pytest.raises(ValueError, match='predict_split must be one of'):
-        SyntheticMultiSensorDataModule(predict_split='all')  # type: ignore[arg-type]
+        SyntheticMultiSensorDataModule(predict_split='all')

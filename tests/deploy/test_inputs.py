@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from torchgeo_colearn import CoLearnTask, SyntheticMultiSensorDataModule
-from torchgeo_colearn.datasets.cropharvest import TIME_STEPS
+from torchgeo_colearn.datasets.cropharvest_layout import TIME_STEPS
 from torchgeo_colearn.deploy import (
     CHECKPOINT_KEY,
     RawInputModel,

@@ -5,12 +5,14 @@
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Literal
 
-from .config import Benchmark, Method
+from typing_extensions import override
+
+from .config import Method
 from .records import Unit
-from .runner import Progress, execute
+from .runner import Job, execute
 
 #: Executors selectable on the command line.
 ExecutorName = Literal['serial', 'ray']
@@ -23,24 +25,12 @@ class Executor(ABC):
     name: str
 
     @abstractmethod
-    def submit(
-        self,
-        benchmark: Benchmark,
-        unit: Unit,
-        settings: Mapping[str, Any],
-        parameters: Mapping[str, Any],
-        output: str,
-        progress: Progress,
-    ) -> None:
-        """Queue a unit (see :func:`~torchgeo_colearn.benchmark.runner.execute` for the arguments).
+    def submit(self, job: Job) -> None:
+        """Queue a unit.
 
         Args:
-            benchmark: The benchmark.
-            unit: The unit.
-            settings: Its settings.
-            parameters: Its tuned parameters.
-            output: The output folder (absolute).
-            progress: How it shows progress.
+            job: The unit and what it runs with (see
+                :func:`~torchgeo_colearn.benchmark.runner.execute`).
         """
 
     @abstractmethod
@@ -78,28 +68,12 @@ class SerialExecutor(Executor):
 
     def __init__(self) -> None:
         """Initialize a new SerialExecutor instance."""
-        self.queue: list[tuple[Any, ...]] = []
+        self.queue: list[Job] = []
 
-    def submit(
-        self,
-        benchmark: Benchmark,
-        unit: Unit,
-        settings: Mapping[str, Any],
-        parameters: Mapping[str, Any],
-        output: str,
-        progress: Progress,
-    ) -> None:
-        """Queue a unit.
-
-        Args:
-            benchmark: The benchmark.
-            unit: The unit.
-            settings: Its settings.
-            parameters: Its tuned parameters.
-            output: The output folder.
-            progress: How it shows progress.
-        """
-        self.queue.append((benchmark, unit, settings, parameters, output, progress))
+    @override
+    def submit(self, job: Job) -> None:
+        """Queue a unit; :meth:`completed` runs it."""
+        self.queue.append(job)
 
     def completed(self) -> list[tuple[Unit, dict[str, Any]]]:
         """Run the first queued unit.
@@ -107,8 +81,8 @@ class SerialExecutor(Executor):
         Returns:
             That unit and its record.
         """
-        arguments = self.queue.pop(0)
-        return [(arguments[1], execute(*arguments))]
+        job = self.queue.pop(0)
+        return [(job.unit, execute(job))]
 
     def has_room(self) -> bool:
         """Take one unit at a time, so that units run in plan order.
@@ -150,18 +124,18 @@ def resources(method: Method) -> dict[str, float]:
     return {'num_cpus': float(method.runner['threads'] or 1), 'num_gpus': float(gpus)}
 
 
-def _execute_in(folder: str, *arguments: Any) -> dict[str, Any]:
+def _execute_in(folder: str, job: Job) -> dict[str, Any]:
     """Run a unit from the driver's working directory (configs name data by relative paths).
 
     Args:
         folder: The driver's working directory.
-        *arguments: Arguments of :func:`~torchgeo_colearn.benchmark.runner.execute`.
+        job: The unit and what it runs with.
 
     Returns:
         The record.
     """
     os.chdir(folder)
-    return execute(*arguments)
+    return execute(job)
 
 
 class RayExecutor(Executor):
@@ -201,36 +175,21 @@ class RayExecutor(Executor):
         self.task = ray.remote(_execute_in)
         self.futures: dict[Any, Unit] = {}
 
-    def submit(
-        self,
-        benchmark: Benchmark,
-        unit: Unit,
-        settings: Mapping[str, Any],
-        parameters: Mapping[str, Any],
-        output: str,
-        progress: Progress,
-    ) -> None:
-        """Start a unit as a Ray task.
-
-        Args:
-            benchmark: The benchmark.
-            unit: The unit.
-            settings: Its settings.
-            parameters: Its tuned parameters.
-            output: The output folder (absolute).
-            progress: How it shows progress ('bar' becomes 'run': a worker has no terminal).
-        """
-        options = resources(benchmark.method(unit.method))
+    @override
+    def submit(self, job: Job) -> None:
+        """Start a unit as a Ray task ('bar' progress becomes 'run': a worker has no terminal)."""
+        options = resources(job.benchmark.method(job.unit.method))
+        progress = 'run' if job.progress == 'bar' else job.progress
         future = self.task.options(**options).remote(
             os.getcwd(),
-            benchmark,
-            unit,
-            dict(settings),
-            dict(parameters),
-            output,
-            'run' if progress == 'bar' else progress,
+            replace(
+                job,
+                settings=dict(job.settings),
+                parameters=dict(job.parameters),
+                progress=progress,
+            ),
         )
-        self.futures[future] = unit
+        self.futures[future] = job.unit
 
     def completed(self) -> list[tuple[Unit, dict[str, Any]]]:
         """Wait for at least one task.

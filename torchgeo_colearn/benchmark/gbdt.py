@@ -197,15 +197,7 @@ class GradientBoostingBaseline:
     def score(
         self, datamodule: LightningDataModule, split: Split
     ) -> dict[str, dict[str, float]]:
-        """Score every scenario on a split.
-
-        Args:
-            datamodule: The datamodule given to :meth:`fit`.
-            split: 'val' or 'test'.
-
-        Returns:
-            Scenario name mapped to metric name mapped to value.
-        """
+        """Score the models of every scenario on a split (as :meth:`.estimator.Estimator.score`)."""
         features, target = split_arrays(datamodule, split)
         predictions = {
             scenario_name(scenario): self._predict(

@@ -12,7 +12,7 @@ from typing import Any
 from .config import Benchmark, Method
 from .executors import Executor, SerialExecutor
 from .records import Unit, fingerprint, is_finished, read_json, unit_path
-from .runner import Progress
+from .runner import Job, Progress
 from .tuning import best_trial, suggest, trial_records
 
 
@@ -229,7 +229,9 @@ def run_grid(
                     unit.trial,
                     output,
                 )
-            executor.submit(benchmark, unit, settings, parameters, output, progress)
+            executor.submit(
+                Job(benchmark, unit, settings, parameters, output, progress)
+            )
         if not moved and not executor.running():
             msg = f'the grid is stuck: {waiting[0].label()} waits for units that never run'
             raise RuntimeError(msg)

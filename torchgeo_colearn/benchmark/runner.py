@@ -13,6 +13,7 @@ import time
 import traceback
 import warnings
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import lightning.pytorch as pl
@@ -250,21 +251,33 @@ def _fit_task(
         }
 
 
-def train_and_score(
-    benchmark: Benchmark,
-    unit: Unit,
-    parameters: Mapping[str, Any],
-    output: str,
-    progress: Progress = 'run',
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Job:
+    """A unit to run and what it runs with.
+
+    Attributes:
+        benchmark: The benchmark.
+        unit: The unit.
+        settings: What the unit depends on (its record's ``config``; see
+            :func:`~torchgeo_colearn.benchmark.records.fingerprint`).
+        parameters: Tuned init arguments of the unit (dotted paths), set over the method's.
+        output: The benchmark output folder.
+        progress: See :data:`Progress`.
+    """
+
+    benchmark: Benchmark
+    unit: Unit
+    settings: Mapping[str, Any]
+    parameters: Mapping[str, Any]
+    output: str
+    progress: Progress = 'run'
+
+
+def train_and_score(job: Job) -> dict[str, Any]:
     """Train one unit and score it: a run scores the test fold, a trial the validation split.
 
     Args:
-        benchmark: The benchmark.
-        unit: The unit.
-        parameters: Tuned init arguments (dotted paths) set over the method's.
-        output: The benchmark output folder.
-        progress: See :data:`Progress`.
+        job: The unit and what it runs with.
 
     Returns:
         ``results`` (scenario mapped to metric mapped to value) and what else the record keeps
@@ -274,10 +287,11 @@ def train_and_score(
         FileNotFoundError: If a student's teacher checkpoint is missing.
         TypeError: If the class is neither a task nor an estimator.
     """
+    benchmark, unit, output = job.benchmark, job.unit, job.output
     method = benchmark.method(unit.method)
     seed_everything(unit.seed, workers=True, verbose=False)
     init_args, data_args = restrict_to(method, unit.part)
-    init_args = with_parameters(init_args, parameters)
+    init_args = with_parameters(init_args, job.parameters)
     datamodule = build_datamodule(benchmark, data_args, unit.fold)
     if method.teacher is not None:
         teacher = run_path(output, method.teacher, unit.fold, unit.seed, 'ckpt')
@@ -299,7 +313,7 @@ def train_and_score(
             datamodule,
             split,
             output,
-            progress,
+            job.progress,
         )
     estimator = cls(**init_args)
     if not isinstance(estimator, Estimator):
@@ -337,34 +351,22 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def execute(
-    benchmark: Benchmark,
-    unit: Unit,
-    settings: Mapping[str, Any],
-    parameters: Mapping[str, Any],
-    output: str,
-    progress: Progress = 'run',
-) -> dict[str, Any]:
+def execute(job: Job) -> dict[str, Any]:
     """Run one unit and write its record; a failure is recorded, never raised.
 
     Args:
-        benchmark: The benchmark.
-        unit: The unit.
-        settings: What the unit depends on (its record's ``config``; see
-            :func:`~torchgeo_colearn.benchmark.records.fingerprint`).
-        parameters: Tuned init arguments of the unit.
-        output: The benchmark output folder.
-        progress: See :data:`Progress`.
+        job: The unit and what it runs with.
 
     Returns:
         The record: the unit's keys, ``config``, ``parameters``, ``code_version``, ``code_hash``,
         ``status`` ('ok' or 'failed'), ``seconds``, ``warnings``; when ok ``results`` and the training
         facts, when failed ``error`` and ``traceback``.
     """
+    benchmark, unit = job.benchmark, job.unit
     record: dict[str, Any] = {
         **unit.__dict__,
-        'config': dict(settings),
-        'parameters': dict(parameters),
+        'config': dict(job.settings),
+        'parameters': dict(job.parameters),
         'code_version': code_version(),
         'code_hash': code_hash(),
     }
@@ -374,9 +376,7 @@ def execute(
         torch_threads(benchmark.method(unit.method).runner['threads']),
     ):
         try:
-            record.update(
-                train_and_score(benchmark, unit, parameters, output, progress)
-            )
+            record.update(train_and_score(job))
             if unit.kind == 'trial':
                 assert benchmark.tuning is not None
                 record['value'] = objective(record, benchmark.tuning.metric)
@@ -389,6 +389,6 @@ def execute(
             )
     record['seconds'] = round(time.perf_counter() - start, 1)
     record['warnings'] = messages
-    write_json(unit_path(output, unit), record)
+    write_json(unit_path(job.output, unit), record)
     sys.stdout.flush()
     return record

@@ -3,7 +3,6 @@
 
 """Base classes for multi-modal datamodules."""
 
-from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, Literal, TypeAlias, get_args
@@ -11,7 +10,13 @@ from typing import Any, Literal, TypeAlias, get_args
 import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+)
 from torchgeo.datamodules import NonGeoDataModule
 from torchgeo.datasets import NonGeoDataset
 
@@ -277,15 +282,25 @@ class MultiModalDataModule(NonGeoDataModule):
         self._check_labels()
         self._ensure_normalizer()
 
-    @abstractmethod
     def setup_splits(self, stage: str) -> None:
         """Set ``train_dataset``, ``val_dataset``, ``test_dataset`` and ``predict_dataset``.
 
-        The training split must be set for every stage: it provides the statistics.
+        The training split must be set for every stage: it provides the statistics. By default the
+        dataset's official splits, ``dataset_class(split=..., **kwargs)``: ``'train'`` always,
+        ``'val'`` to fit and validate, ``'test'`` to test and predict.
 
         Args:
             stage: Either 'fit', 'validate', 'test' or 'predict'.
         """
+        # TorchGeo's convention: a dataset with official splits takes their name as ``split``
+        official: Callable[..., Dataset[dict[str, Tensor]]] = self.dataset_class
+        self.train_dataset = official(split='train', **self.kwargs)
+        match stage:
+            case 'fit' | 'validate':
+                self.val_dataset = official(split='val', **self.kwargs)
+            case 'test' | 'predict':
+                self.test_dataset = official(split='test', **self.kwargs)
+                self.predict_dataset = self.test_dataset
 
     def _select_predict_split(self) -> None:
         """Point ``predict_dataset`` at the split chosen by *predict_split*.
@@ -332,13 +347,27 @@ class MultiModalDataModule(NonGeoDataModule):
         Raises:
             RuntimeError: If called before :meth:`setup`.
         """
-        dataset = self.train_dataset
-        if dataset is None:
-            msg = f'{type(self).__name__}.sample_shape() is known only after setup()'
-            raise RuntimeError(msg)
+        dataset = self.set_up_train_dataset('sample_shape')
         if isinstance(dataset, TensorMultiModalDataset):
             return tuple(dataset.tensors[image_key(modality)].shape[1:])
         return tuple(dataset[0][image_key(modality)].shape)
+
+    def set_up_train_dataset(self, caller: str) -> Dataset[dict[str, Any]]:
+        """Return the training split, which *caller* needs.
+
+        Args:
+            caller: The method that needs it, for the message.
+
+        Returns:
+            ``train_dataset``.
+
+        Raises:
+            RuntimeError: If called before :meth:`setup`.
+        """
+        if self.train_dataset is None:
+            msg = f'{type(self).__name__}.{caller}() is known only after setup()'
+            raise RuntimeError(msg)
+        return self.train_dataset
 
     def _check_modalities(self) -> None:
         """Check that the selected modalities exist in the data.

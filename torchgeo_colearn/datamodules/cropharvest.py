@@ -3,22 +3,17 @@
 
 """CropHarvest datamodule: 10-fold cross-validation of the crop / non-crop and crop-group tasks."""
 
-from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
-from ..channel_stats import StatsMode
-from ..datasets.cropharvest import (
-    CROP_GROUPS,
-    CROP_OR_NOT,
+from ..datasets.cropharvest import CROP_GROUPS, CROP_OR_NOT, CropHarvestMultiModal
+from ..datasets.cropharvest_layout import (
     NUM_TIMESTEPS,
     TIME_STEPS,
-    CropHarvestMultiModal,
-    _resolve_groups,
     group_modality_info,
+    resolve_groups,
 )
 from ..datasets.tensor import TensorMultiModalDataset
 from ..modality_info import ModalityInfo
-from .base import PredictSplit
 from .kfold import KFoldDataModule
 
 
@@ -39,18 +34,9 @@ class CropHarvestDataModule(KFoldDataModule):
         modality_groups: dict[str, list[str]] | None = None,
         include_test: bool = False,
         batch_size: int = 128,
-        num_workers: int = 0,
-        fold: int = 0,
-        num_folds: int = 10,
-        seed: int = 10,
-        val_is_test: bool = False,
-        group_by: str | None = None,
-        block_size: float = 0.5,
         download: bool = False,
         checksum: bool = False,
-        modalities: Sequence[str] | None = None,
-        stats: StatsMode = 'moments',
-        predict_split: PredictSplit = 'test',
+        **kwargs: Any,
     ) -> None:
         """Initialize a new CropHarvestDataModule instance.
 
@@ -63,43 +49,23 @@ class CropHarvestDataModule(KFoldDataModule):
                 ``{'s1': ['s1'], 's2': ['s2', 'ndvi']}``; default every base modality on its own.
             include_test: Keep the label rows flagged ``is_test``.
             batch_size: Size of each mini-batch.
-            num_workers: Unused by the in-memory loaders; kept for the common datamodule signature.
-            fold: Index of the test fold.
-            num_folds: Number of folds.
-            seed: Seed of the fold permutation.
-            val_is_test: Validate (and early-stop) on the test fold, as the MDiCo authors do.
-            group_by: None for random sample-level folds; ``'dataset'`` (CropHarvest's source
-                dataset) or ``'latlon_block'`` (cells of *block_size* degrees) to keep each group in
-                one fold (spatial CV).
-            block_size: Cell size in degrees of ``group_by='latlon_block'``.
             download: If True, download the dataset when it is missing from *root*.
             checksum: If True, check the MD5 of the downloaded files.
-            modalities: Output modalities to keep in the batches, e.g. ``['s1']`` to train on
-                Sentinel-1 alone; None keeps them all.
-            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
-                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
-            predict_split: The split that ``predict`` runs on, ``'test'``, ``'val'`` or ``'train'``.
+            **kwargs: The folds and batches of :class:`~torchgeo_colearn.datamodules.KFoldDataModule`,
+                e.g. ``fold``, ``val_is_test`` (MDiCo's protocol), ``group_by`` (``'dataset'``,
+                CropHarvest's source dataset, or ``'latlon_block'``), ``modalities``.
         """
         super().__init__(
             CropHarvestMultiModal,
             batch_size,
-            num_workers,
-            fold,
-            num_folds,
-            seed,
-            val_is_test,
             augment=False,
-            group_by=group_by,
-            block_size=block_size,
-            modalities=modalities,
-            stats=stats,
-            predict_split=predict_split,
             root=root,
             task=task,
             modality_groups=modality_groups,
             include_test=include_test,
             download=download,
             checksum=checksum,
+            **kwargs,
         )
         self.classes = CROP_OR_NOT if task == 'binary' else CROP_GROUPS
         self.label_task = task
@@ -110,9 +76,9 @@ class CropHarvestDataModule(KFoldDataModule):
 
         Returns:
             Modality mapped to its description (see
-            :func:`~torchgeo_colearn.datasets.cropharvest.group_modality_info`).
+            :func:`~torchgeo_colearn.datasets.cropharvest_layout.group_modality_info`).
         """
-        groups = _resolve_groups(None, self.kwargs['modality_groups'])
+        groups = resolve_groups(None, self.kwargs['modality_groups'])
         info = group_modality_info(groups, NUM_TIMESTEPS, TIME_STEPS)
         return {m: info[m] for m in self.modalities}
 

@@ -4,13 +4,12 @@
 """EuroSAT S1+S2 datamodule."""
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from ..cache import CacheKey
-from ..channel_stats import StatsMode
 from ..datasets.eurosat_s1s2 import EuroSATS1S2
 from ..modality_info import ModalityInfo
-from .base import MultiModalDataModule, PredictSplit
+from .base import MultiModalDataModule
 
 
 class EuroSATS1S2DataModule(MultiModalDataModule):
@@ -35,15 +34,11 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
         bands_s1: Sequence[str] | None = None,
         bands_s2: Sequence[str] | None = None,
         batch_size: int = 64,
-        num_workers: int = 0,
         download: bool = False,
-        augment: bool = True,
         on_mismatch: Literal['raise', 'intersect'] = 'raise',
         checksum: bool = False,
         patch_size: int | None = EuroSATS1S2.benchmark_patch_size,
-        modalities: Sequence[str] | None = None,
-        stats: StatsMode = 'moments',
-        predict_split: PredictSplit = 'test',
+        **kwargs: Any,
     ) -> None:
         """Initialize a new EuroSATS1S2DataModule instance.
 
@@ -54,28 +49,19 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
             bands_s2: Sentinel-2 bands to load, in this order (default: all 13, in file order with
                 B8A last).
             batch_size: Size of each mini-batch.
-            num_workers: Number of workers for parallel data loading.
             download: Download the data from Hugging Face if it is not in *root*.
-            augment: Apply random flips (shared by S1 and S2) during training.
             on_mismatch: What to do if the S1 and S2 split files list different samples: 'raise' or
                 keep the 'intersect' (see :class:`~torchgeo_colearn.datasets.EuroSATS1S2`).
             checksum: Check the MD5 of the downloaded zips.
             patch_size: Height and width every patch must have, in pixels (the benchmark's 64); a
                 patch of another size is an error naming the file; None accepts any size.
-            modalities: Modalities to keep in the batches, ``['s1']`` or ``['s2']`` to train on one
-                sensor alone; None keeps both.
-            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
-                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
-            predict_split: The split that ``predict`` runs on, ``'test'``, ``'val'`` or ``'train'``.
+            **kwargs: The batches of :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`,
+                e.g. ``augment`` (random flips shared by S1 and S2), ``modalities`` (``['s1']`` or
+                ``['s2']`` to train on one sensor alone).
         """
         super().__init__(
             EuroSATS1S2,
             batch_size,
-            num_workers,
-            augment,
-            modalities=modalities,
-            stats=stats,
-            predict_split=predict_split,
             root=root,
             bands_s1=bands_s1,
             bands_s2=bands_s2,
@@ -83,6 +69,7 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
             patch_size=patch_size,
             download=download,
             checksum=checksum,
+            **kwargs,
         )
         self.root = root
         self.bands_s1 = (
@@ -126,10 +113,7 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
         Raises:
             RuntimeError: If called before :meth:`setup`.
         """
-        train = self.train_dataset
-        if train is None:
-            msg = f'{type(self).__name__}.stats_cache_key() is known only after setup()'
-            raise RuntimeError(msg)
+        train = self.set_up_train_dataset('stats_cache_key')
         assert isinstance(train, EuroSATS1S2)
         tags = [
             f'{modality}-' + ('all' if bands == all_bands else '-'.join(bands))
@@ -149,16 +133,3 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
             files=train.files(),
             whole_files=train.split_files(),
         )
-
-    def setup_splits(self, stage: str) -> None:
-        """Set up the official splits needed by *stage* (always the training split, for statistics).
-
-        Args:
-            stage: Either 'fit', 'validate', 'test' or 'predict'.
-        """
-        self.train_dataset = EuroSATS1S2(split='train', **self.kwargs)
-        if stage in ('fit', 'validate'):
-            self.val_dataset = EuroSATS1S2(split='val', **self.kwargs)
-        if stage in ('test', 'predict'):
-            self.test_dataset = EuroSATS1S2(split='test', **self.kwargs)
-            self.predict_dataset = self.test_dataset

@@ -4,13 +4,12 @@
 """Datamodule of the live fuel moisture content (LFMC) regression benchmark."""
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-from ..channel_stats import StatsMode
 from ..datasets.lfmc import LFMC, Source
 from ..datasets.lfmc import modality_info as lfmc_modality_info
 from ..datasets.tensor import TensorMultiModalDataset
 from ..modality_info import ModalityInfo
-from .base import PredictSplit
 from .kfold import KFoldDataModule
 
 
@@ -32,17 +31,7 @@ class LFMCDataModule(KFoldDataModule):
         root: str = 'data',
         source: Source = 'csv',
         modality_groups: Mapping[str, Sequence[str]] | None = None,
-        batch_size: int = 32,
-        num_workers: int = 0,
-        fold: int = 0,
-        num_folds: int = 10,
-        seed: int = 10,
-        val_is_test: bool = False,
-        group_by: str | None = None,
-        block_size: float = 0.5,
-        modalities: Sequence[str] | None = None,
-        stats: StatsMode = 'moments',
-        predict_split: PredictSplit = 'test',
+        **kwargs: Any,
     ) -> None:
         """Initialize a new LFMCDataModule instance.
 
@@ -53,39 +42,17 @@ class LFMCDataModule(KFoldDataModule):
             modality_groups: Returned modality mapped to the base modalities it concatenates, e.g.
                 ``{'s1': ['s1', 's1_ratio'], 'optical': ['optical', 'optical_indices']}`` for MDiCo's
                 (4, 3) and (4, 8) inputs; None returns every base modality on its own.
-            batch_size: Size of each mini-batch.
-            num_workers: Number of workers for parallel data loading (the in-memory batches need none).
-            fold: Index of the test fold.
-            num_folds: Number of folds.
-            seed: Seed of the fold permutation.
-            val_is_test: Validate on the test fold, as the MDiCo authors do; by default the validation
-                set is the next fold, carved from the training folds.
-            group_by: None for random sample-level folds; ``'site'`` or ``'latlon_block'``
-                (cells of *block_size* degrees) to keep each group in one fold (spatial CV).
-            block_size: Cell size in degrees of ``group_by='latlon_block'``.
-            modalities: Returned modalities to keep in the batches, e.g. ``['s1']`` to train on
-                Sentinel-1 alone; None keeps them all.
-            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
-                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
-            predict_split: The split that ``predict`` runs on, ``'test'``, ``'val'`` or ``'train'``.
+            **kwargs: The folds and batches of :class:`~torchgeo_colearn.datamodules.KFoldDataModule`,
+                e.g. ``fold``, ``val_is_test`` (MDiCo's protocol), ``group_by`` (``'site'`` or
+                ``'latlon_block'``), ``batch_size``, ``modalities``.
         """
         super().__init__(
             LFMC,
-            batch_size,
-            num_workers,
-            fold=fold,
-            num_folds=num_folds,
-            seed=seed,
-            val_is_test=val_is_test,
             augment=False,
-            group_by=group_by,
-            block_size=block_size,
-            modalities=modalities,
-            stats=stats,
-            predict_split=predict_split,
             root=root,
             source=source,
             modality_groups=modality_groups,
+            **kwargs,
         )
 
     def modality_info(self) -> dict[str, ModalityInfo]:

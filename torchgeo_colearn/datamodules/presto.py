@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import numpy as np
+from typing_extensions import override
 
-from ..channel_stats import StatsMode
-from ..datasets.cropharvest import STATIC_MODALITIES, group_modality_info
+from ..datasets.cropharvest_layout import STATIC_MODALITIES, group_modality_info
 from ..datasets.presto import (
     AlgaeBlooms,
     FuelMoisture,
@@ -18,7 +18,6 @@ from ..datasets.presto import (
 )
 from ..datasets.tensor import TensorMultiModalDataset
 from ..modality_info import ModalityInfo
-from .base import PredictSplit
 from .kfold import KFoldDataModule, kfold_split
 
 #: How the samples are split: the shipped train / test split, or k folds over all samples.
@@ -60,17 +59,7 @@ class PrestoDataModule(KFoldDataModule):
         task: PrestoTask | None = None,
         modality_groups: Mapping[str, Sequence[str]] | None = None,
         split: PrestoSplit = 'shipped',
-        batch_size: int = 32,
-        num_workers: int = 0,
-        fold: int = 0,
-        num_folds: int = 10,
-        seed: int = 10,
-        val_is_test: bool = False,
-        group_by: str | None = None,
-        block_size: float = 0.5,
-        modalities: Sequence[str] | None = None,
-        stats: StatsMode = 'moments',
-        predict_split: PredictSplit = 'test',
+        **kwargs: Any,
     ) -> None:
         """Initialize a new PrestoDataModule instance.
 
@@ -80,22 +69,11 @@ class PrestoDataModule(KFoldDataModule):
                 dataset's first task.
             modality_groups: Output modality mapped to the base modalities (``s1``, ``s2``, ``ndvi``,
                 ``weather``, ``dem``) it concatenates; default :data:`FOUR_SENSORS`.
-            split: ``'shipped'`` or ``'kfold'`` (see the class description).
-            batch_size: Size of each mini-batch.
-            num_workers: Unused by the in-memory loaders; kept for the common datamodule signature.
-            fold: Validation fold of the shipped training samples (``'shipped'``) or test fold
-                (``'kfold'``).
-            num_folds: Number of folds.
-            seed: Seed of the fold assignment.
-            val_is_test: Validate (and early-stop) on the test set.
-            group_by: None for sample-level folds; ``'site'`` (when the folder has ``site.npy``),
-                another per-sample attribute, or ``'latlon_block'`` to keep groups in one fold.
-            block_size: Cell size in degrees of ``group_by='latlon_block'``.
-            modalities: Output modalities to keep in the batches, e.g. ``['s1']`` to train on
-                Sentinel-1 alone; None keeps them all.
-            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
-                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
-            predict_split: The split that ``predict`` runs on, ``'test'``, ``'val'`` or ``'train'``.
+            split: ``'shipped'`` or ``'kfold'`` (see the class description; ``fold`` is the
+                validation fold of the shipped training samples, or the test fold).
+            **kwargs: The folds and batches of :class:`~torchgeo_colearn.datamodules.KFoldDataModule`,
+                e.g. ``fold``, ``num_folds``, ``group_by`` (``'site'`` when the folder has
+                ``site.npy``, another per-sample attribute, or ``'latlon_block'``), ``batch_size``.
 
         Raises:
             ValueError: If *split* is unknown.
@@ -105,21 +83,11 @@ class PrestoDataModule(KFoldDataModule):
             raise ValueError(msg)
         super().__init__(
             self.dataset_class,
-            batch_size,
-            num_workers,
-            fold=fold,
-            num_folds=num_folds,
-            seed=seed,
-            val_is_test=val_is_test,
             augment=False,
-            group_by=group_by,
-            block_size=block_size,
-            modalities=modalities,
-            stats=stats,
-            predict_split=predict_split,
             root=root,
             task=task,
             modality_groups=dict(modality_groups or FOUR_SENSORS),
+            **kwargs,
         )
         self.split = split
         classes = self.dataset_class.classes
@@ -133,7 +101,7 @@ class PrestoDataModule(KFoldDataModule):
 
         Returns:
             Modality mapped to its description (see
-            :func:`~torchgeo_colearn.datasets.cropharvest.group_modality_info`).
+            :func:`~torchgeo_colearn.datasets.cropharvest_layout.group_modality_info`).
 
         Raises:
             RuntimeError: If called before :meth:`setup`.
@@ -152,16 +120,11 @@ class PrestoDataModule(KFoldDataModule):
         """
         return self.dataset_class(**self.kwargs).to_tensor_dataset()
 
+    @override
     def split_indices(
         self, dataset: TensorMultiModalDataset
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Return the train, validation and test indices.
-
-        Args:
-            dataset: The whole benchmark.
-
-        Returns:
-            Sorted int64 indices of the three splits.
+        """Return the indices of the three splits: the shipped test set, or k folds (``'kfold'``).
 
         Raises:
             KeyError: If the shipped split is asked for and the folder has no ``is_test.npy``.

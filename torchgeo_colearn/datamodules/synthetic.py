@@ -7,12 +7,10 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from ..channel_stats import StatsMode
 from ..datasets.synthetic import DEFAULT_MODALITIES, ModalityKind, SyntheticMultiSensor
 from ..datasets.tensor import TensorMultiModalDataset
 from ..metrics import TaskType
 from ..modality_info import ModalityInfo
-from .base import PredictSplit
 from .kfold import KFoldDataModule
 
 
@@ -38,14 +36,9 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
         image_size: int = 16,
         seed: int = 0,
         batch_size: int = 64,
-        num_workers: int = 0,
-        fold: int = 0,
         num_folds: int = 5,
-        val_is_test: bool = False,
-        augment: bool = True,
         modalities: list[str] | dict[str, ModalityKind] | None = None,
-        stats: StatsMode = 'moments',
-        predict_split: PredictSplit = 'test',
+        **kwargs: Any,
     ) -> None:
         """Initialize a new SyntheticMultiSensorDataModule instance.
 
@@ -64,18 +57,13 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
             image_size: Height and width of images, in pixels.
             seed: Seed of the data and of the fold permutation.
             batch_size: Size of each mini-batch.
-            num_workers: Number of workers for parallel data loading.
-            fold: Index of the test fold.
             num_folds: Number of folds.
-            val_is_test: Validate on the test fold (the MDiCo authors' protocol).
-            augment: Apply random flips to image modalities during training.
             modalities: Generated modalities to keep in the batches, e.g. ``['s1']`` to train on
                 one alone (the data of each modality does not depend on this selection); None keeps
                 them all. A mapping is the former spelling of *modality_kinds*, still accepted with
                 a DeprecationWarning.
-            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
-                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
-            predict_split: The split that ``predict`` runs on, ``'test'``, ``'val'`` or ``'train'``.
+            **kwargs: The folds and batches of :class:`~torchgeo_colearn.datamodules.KFoldDataModule`,
+                e.g. ``fold``, ``val_is_test``, ``augment``, ``stats``.
         """
         if isinstance(modalities, Mapping):
             warnings.warn(
@@ -101,15 +89,10 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
         super().__init__(
             SyntheticMultiSensor,
             batch_size,
-            num_workers,
-            fold=fold,
             num_folds=num_folds,
             seed=seed,
-            val_is_test=val_is_test,
-            augment=augment,
             modalities=modalities,
-            stats=stats,
-            predict_split=predict_split,
+            **kwargs,
         )
         # the dataset's own 'modalities' (the generated kinds) cannot travel through **kwargs,
         # where the name selects modalities

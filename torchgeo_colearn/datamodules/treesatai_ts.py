@@ -12,10 +12,9 @@ from torch.utils.data import default_collate
 
 from ..batch import DOY_PREFIX, VALID_PREFIX, image_key, valid_key
 from ..cache import CacheKey
-from ..channel_stats import StatsMode
 from ..datasets.treesatai_ts import Sensor, TreeSatAITimeSeries
 from ..modality_info import ModalityInfo
-from .base import MultiModalDataModule, PredictSplit
+from .base import MultiModalDataModule
 
 #: Unit of the channels of each TreeSatAI-Time-Series sensor.
 SENSOR_UNITS: dict[str, str] = {
@@ -147,13 +146,8 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
         label_threshold: float = 0.07,
         max_len: dict[str, int] | None = None,
         pad_side: Literal['left', 'right'] = 'left',
-        batch_size: int = 32,
-        num_workers: int = 0,
-        augment: bool = True,
         download: bool = False,
-        modalities: Sequence[str] | None = None,
-        stats: StatsMode = 'moments',
-        predict_split: PredictSplit = 'test',
+        **kwargs: Any,
     ) -> None:
         """Initialize a new TreeSatAITimeSeriesDataModule instance.
 
@@ -165,15 +159,10 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
             max_len: Fixed padded length per time-series sensor (MDiCo: s1_asc 151, s1_des 257, s2 146);
                 the others are padded to the longest series of each batch.
             pad_side: Pad before ('left', MDiCo) or after ('right') the acquisitions.
-            batch_size: Size of each mini-batch.
-            num_workers: Number of workers for parallel data loading.
-            augment: Apply random flips to the aerial images during training.
             download: Download the missing archives into *root*.
-            modalities: Sensors to keep in the batches, e.g. ``['s2']``; None keeps every sensor of
-                *sensors* (narrowing *sensors* instead also avoids reading the other files).
-            stats: Normalisation statistics, ``'moments'`` or ``'robust'`` (see
-                :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`).
-            predict_split: The split that ``predict`` runs on, ``'test'``, ``'val'`` or ``'train'``.
+            **kwargs: The batches of :class:`~torchgeo_colearn.datamodules.MultiModalDataModule`,
+                e.g. ``batch_size``, ``augment`` (random flips of the aerial images), ``modalities``
+                (``['s2']``; narrowing *sensors* instead also avoids reading the other files).
 
         Raises:
             ValueError: If *max_len* names a sensor that is not a selected time series.
@@ -184,18 +173,13 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
             raise ValueError(msg)
         super().__init__(
             TreeSatAITimeSeries,
-            batch_size,
-            num_workers,
-            augment,
             fill_nan=True,
-            modalities=modalities,
-            stats=stats,
-            predict_split=predict_split,
             root=root,
             sensors=tuple(sensors),
             s2_masks=s2_masks,
             label_threshold=label_threshold,
             download=download,
+            **kwargs,
         )
         self.collate_fn = PadTimeSeries(max_len, pad_side)
         self.max_len = dict(max_len or {})
@@ -239,10 +223,7 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
         Raises:
             RuntimeError: If called before :meth:`setup`.
         """
-        train = self.train_dataset
-        if train is None:
-            msg = f'{type(self).__name__}.stats_cache_key() is known only after setup()'
-            raise RuntimeError(msg)
+        train = self.set_up_train_dataset('stats_cache_key')
         assert isinstance(train, TreeSatAITimeSeries)
         sensors = sorted(self.kwargs['sensors'])
         masks = '_masks' if self.kwargs['s2_masks'] else ''
@@ -258,17 +239,3 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
             files=train.files(),
             whole_files=train.list_files(),
         )
-
-    def setup_splits(self, stage: str) -> None:
-        """Load the official splits needed by *stage*, and always the training split.
-
-        Args:
-            stage: Either 'fit', 'validate', 'test' or 'predict'.
-        """
-        self.train_dataset = TreeSatAITimeSeries(split='train', **self.kwargs)
-        match stage:
-            case 'fit' | 'validate':
-                self.val_dataset = TreeSatAITimeSeries(split='val', **self.kwargs)
-            case 'test' | 'predict':
-                self.test_dataset = TreeSatAITimeSeries(split='test', **self.kwargs)
-                self.predict_dataset = self.test_dataset

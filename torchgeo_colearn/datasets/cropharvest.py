@@ -13,7 +13,7 @@ import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,7 +25,13 @@ from torchgeo.datasets.utils import Path, lazy_import
 
 from ..batch import image_key
 from ..cache import CacheKey, atomic_write
-from ..modality_info import ModalityInfo
+from .cropharvest_layout import (
+    BASE_MODALITIES,
+    NUM_TIMESTEPS,
+    STATIC_MODALITIES,
+    resolve_groups,
+    split_modalities,
+)
 from .tensor import TensorMultiModalDataset
 
 #: Classes of the multi-class task: the FAO indicative crop groups of ``classification_label``, in
@@ -46,59 +52,10 @@ CROP_GROUPS = (
 #: Classes of the binary task (``is_crop`` 0 or 1).
 CROP_OR_NOT = ('non_crop', 'crop')
 
-#: Base modality mapped to the bands of the (12, 18) CropHarvest array it takes.
-BASE_MODALITIES: dict[str, tuple[str, ...]] = {
-    's1': ('VV', 'VH'),
-    's2': ('B2', 'B3', 'B4', 'B5', 'B6', 'B7', 'B8', 'B8A', 'B9', 'B11', 'B12'),
-    'ndvi': ('NDVI',),
-    'weather': ('temperature_2m', 'total_precipitation'),
-    'dem': ('elevation', 'slope'),
-}
-
-#: Base modalities that are constant over time, returned as (C,) vectors taken at the first step.
-STATIC_MODALITIES = frozenset({'dem'})
-
-#: Number of monthly time steps of every array.
-NUM_TIMESTEPS = 12
-
-#: What the time axis of the CropHarvest arrays holds.
-TIME_STEPS = (
-    '12 monthly composites, the last one ending on 1 February of the harvest year'
-)
-
-#: Unit of each band of the arrays (Sentinel-2 is L1C top-of-atmosphere reflectance x 10^4).
-BAND_UNITS: dict[str, str] = {
-    'VV': 'dB',
-    'VH': 'dB',
-    **{
-        band: 'reflectance x 10^4'
-        for band in (
-            'B2',
-            'B3',
-            'B4',
-            'B5',
-            'B6',
-            'B7',
-            'B8',
-            'B8A',
-            'B9',
-            'B11',
-            'B12',
-        )
-    },
-    'temperature_2m': 'K',
-    'total_precipitation': 'm',
-    'elevation': 'm',
-    'slope': 'degrees',
-    'NDVI': '1',
-}
 
 #: Bumped whenever the layout or the key of the cache file changes, to invalidate old caches.
 _CACHE_VERSION = 2
 _CACHE_PREFIX = 'colearn_cache_'
-
-# '<index>_<dataset>.h5'; CropHarvest dataset names use hyphens, never underscores
-_ARRAY_NAME = re.compile(r'^(\d+)_([^_]+)\.h5$')
 
 
 @dataclass(frozen=True)
@@ -144,6 +101,12 @@ class CropHarvestMultiModal(CropHarvest):
     * https://openreview.net/forum?id=JtjzUXPEaCu
     """
 
+    #: The array files of :attr:`arrays_dir`, their names parsed into index and dataset (CropHarvest
+    #: dataset names use hyphens, never underscores), and what the messages say of those names.
+    array_glob: ClassVar[str] = '*.h5'
+    array_name: ClassVar[re.Pattern[str]] = re.compile(r'^(\d+)_([^_]+)\.h5$')
+    array_name_format: ClassVar[str] = 'array files must be named <index>_<dataset>.h5'
+
     def __init__(
         self,
         root: Path = 'data',
@@ -186,7 +149,7 @@ class CropHarvestMultiModal(CropHarvest):
         self.transforms = transforms
         self.download = download
         self.checksum = checksum
-        self.groups = _resolve_groups(modalities, modality_groups)
+        self.groups = resolve_groups(modalities, modality_groups)
         self.modalities = tuple(self.groups)
         match task:
             case 'binary':
@@ -362,23 +325,22 @@ class CropHarvestMultiModal(CropHarvest):
         return fig
 
     def _load_features(self, root: Path) -> list[dict[str, str]]:
-        """List the array files, parsing index and dataset from their names.
+        """List the array files of :attr:`arrays_dir`, parsing index and dataset from their names.
 
         Args:
-            root: Root directory of the dataset.
+            root: Root directory of the dataset (:attr:`arrays_dir` is under it).
 
         Returns:
             One dict per file, sorted by name: ``chip`` (path), ``index`` and ``dataset``.
 
         Raises:
-            ValueError: If a file name is not ``<index>_<dataset>.h5``.
+            ValueError: If a file name does not match :attr:`array_name`.
         """
-        directory = os.path.join(root, self.file_dict['features']['extracted_filename'])
         files = []
-        for path in sorted(glob.glob(os.path.join(directory, '*.h5'))):
-            match = _ARRAY_NAME.match(os.path.basename(path))
+        for path in sorted(glob.glob(os.path.join(self.arrays_dir, self.array_glob))):
+            match = self.array_name.match(os.path.basename(path))
             if match is None:
-                msg = f'{path}: CropHarvest array files must be named <index>_<dataset>.h5'
+                msg = f'{path}: CropHarvest {self.array_name_format}'
                 raise ValueError(msg)
             files.append({'chip': path, 'index': match[1], 'dataset': match[2]})
         return files
@@ -620,110 +582,6 @@ class CropHarvestMultiModal(CropHarvest):
                     FileNotFoundError
                 ):  # another process removed it
                     os.remove(stale)
-
-
-def _resolve_groups(
-    modalities: Sequence[str] | None,
-    modality_groups: Mapping[str, Sequence[str]] | None,
-) -> dict[str, tuple[str, ...]]:
-    """Turn the modality options into output modality -> base modalities.
-
-    Args:
-        modalities: Base modalities returned separately, or None.
-        modality_groups: Output modality mapped to base modalities, or None.
-
-    Returns:
-        The groups, in order.
-
-    Raises:
-        ValueError: If both options are given, a group is empty, names an unknown base modality, or
-            mixes time series with static modalities.
-    """
-    if modalities is not None and modality_groups is not None:
-        msg = 'give either modalities or modality_groups, not both'
-        raise ValueError(msg)
-    if modality_groups is None:
-        names = BASE_MODALITIES if modalities is None else modalities
-        modality_groups = {name: [name] for name in names}
-    if not modality_groups:
-        msg = 'at least one modality is needed'
-        raise ValueError(msg)
-    groups = {}
-    for name, parts in modality_groups.items():
-        unknown = [part for part in parts if part not in BASE_MODALITIES]
-        if not parts or unknown:
-            msg = (
-                f'modality {name!r} must list base modalities among {sorted(BASE_MODALITIES)}, '
-                f'got {list(parts)}'
-            )
-            raise ValueError(msg)
-        if len({part in STATIC_MODALITIES for part in parts}) > 1:
-            msg = (
-                f'modality {name!r} mixes time series with static modalities '
-                f'{sorted(STATIC_MODALITIES)}: {list(parts)}'
-            )
-            raise ValueError(msg)
-        groups[name] = tuple(parts)
-    return groups
-
-
-def split_modalities(
-    arrays: Tensor, groups: Mapping[str, Sequence[str]]
-) -> dict[str, Tensor]:
-    """Slice arrays in the CropHarvest band layout into output modalities.
-
-    Args:
-        arrays: Arrays of shape (..., T, 18), bands in the order of
-            :attr:`torchgeo.datasets.CropHarvest.all_bands`.
-        groups: Output modality mapped to the base modalities of :data:`BASE_MODALITIES` it
-            concatenates along the channel axis (all time series or all static).
-
-    Returns:
-        ``image_<modality>`` mapped to (..., T, C) or, for static modalities, (..., C) taken at the
-        first time step.
-    """
-    out = {}
-    for name, parts in groups.items():
-        index = torch.tensor(
-            [
-                CropHarvest.all_bands.index(b)
-                for part in parts
-                for b in BASE_MODALITIES[part]
-            ]
-        )
-        values = arrays[..., index]
-        static = parts[0] in STATIC_MODALITIES
-        out[image_key(name)] = values[..., 0, :] if static else values
-    return out
-
-
-def group_modality_info(
-    groups: Mapping[str, Sequence[str]], num_timesteps: int, time_steps: str
-) -> dict[str, ModalityInfo]:
-    """Describe the output modalities of arrays in the CropHarvest band layout.
-
-    Args:
-        groups: Output modality mapped to the base modalities of :data:`BASE_MODALITIES` it
-            concatenates (as :func:`split_modalities` takes them).
-        num_timesteps: Number of time steps of the arrays.
-        time_steps: What the time axis holds.
-
-    Returns:
-        Modality mapped to its sample shape ((T, C), or (C,) for static modalities), band names
-        (those of :attr:`torchgeo.datasets.CropHarvest.all_bands`, which :mod:`~torchgeo_colearn.\
-        deploy.mapping` looks up in an export), units (:data:`BAND_UNITS`) and time steps.
-    """
-    info = {}
-    for name, parts in groups.items():
-        bands = tuple(b for part in parts for b in BASE_MODALITIES[part])
-        static = parts[0] in STATIC_MODALITIES
-        info[name] = ModalityInfo(
-            (len(bands),) if static else (num_timesteps, len(bands)),
-            bands,
-            tuple(BAND_UNITS[b] for b in bands),
-            None if static else time_steps,
-        )
-    return info
 
 
 def _coordinate(value: Any) -> float:

@@ -8,9 +8,9 @@ import hashlib
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -23,7 +23,8 @@ from torch import Tensor
 from torchgeo.datasets import CropHarvest, DatasetNotFoundError
 from torchgeo.datasets.utils import Path
 
-from .cropharvest import _CACHE_PREFIX, NUM_TIMESTEPS, CropHarvestMultiModal
+from .cropharvest import _CACHE_PREFIX, CropHarvestMultiModal
+from .cropharvest_layout import NUM_TIMESTEPS
 
 #: Bands of each monthly step of an export, in file order (cropharvest's ``DYNAMIC_BANDS``):
 #: Sentinel-1, Sentinel-2 with B1 and B10, ERA5.
@@ -63,9 +64,6 @@ NDVI_BANDS = (
     RAW_BANDS[CropHarvest.all_bands.index('B8')],
     RAW_BANDS[CropHarvest.all_bands.index('B4')],
 )
-
-# '<index>-<dataset>[_<start>_<end>].tif', cropharvest's export file name
-_EXPORT_NAME = re.compile(r'^(\d+)-([^_]+)(?:_.*)?\.tif$')
 
 
 def export_band_names(num_timesteps: int = NUM_TIMESTEPS) -> tuple[str, ...]:
@@ -374,28 +372,27 @@ class CropHarvestExports(CropHarvestMultiModal):
     :meth:`to_tensor_dataset` caches the arrays under *root* (keyed on the files and label points).
     """
 
+    #: cropharvest's export file name, ``<index>-<dataset>[_<start>_<end>].tif``.
+    array_glob = '*.tif'
+    array_name = re.compile(r'^(\d+)-([^_]+)(?:_.*)?\.tif$')
+    array_name_format = 'exports must be named <index>-<dataset>_<start>_<end>.tif'
+
     def __init__(
         self,
         root: Path = 'data',
-        task: Literal['binary', 'multiclass'] = 'binary',
-        modalities: Sequence[str] | None = None,
-        modality_groups: Mapping[str, Sequence[str]] | None = None,
-        include_test: bool = False,
         labels: str = 'labels.geojson',
         exports: str = '.',
-        transforms: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        **kwargs: Any,
     ) -> None:
         """Initialize a new CropHarvestExports instance.
 
         Args:
             root: Directory holding the labels file and the exports folder.
-            task: ``'binary'`` (crop / non-crop) or ``'multiclass'`` (crop groups).
-            modalities: Base modalities to return, each under its own key.
-            modality_groups: Output modality mapped to the base modalities it concatenates.
-            include_test: Keep the label rows flagged ``is_test``.
             labels: The labels file, relative to *root*.
             exports: The folder of the ``.tif`` exports, relative to *root*.
-            transforms: A function applied to each sample of :meth:`__getitem__`.
+            **kwargs: The task and modalities of
+                :class:`~torchgeo_colearn.datasets.cropharvest.CropHarvestMultiModal` (``task``,
+                ``modalities``, ``modality_groups``, ``include_test``, ``transforms``).
 
         Raises:
             DatasetNotFoundError: If the labels file or the exports are missing.
@@ -405,14 +402,7 @@ class CropHarvestExports(CropHarvestMultiModal):
         self.labels_file = labels
         self.exports_dir = exports
         self._rows: dict[str, Mapping[str, Any]] = {}
-        super().__init__(
-            root,
-            task=task,
-            modalities=modalities,
-            modality_groups=modality_groups,
-            include_test=include_test,
-            transforms=transforms,
-        )
+        super().__init__(root, **kwargs)
 
     @property
     def labels_path(self) -> str:
@@ -441,30 +431,9 @@ class CropHarvestExports(CropHarvestMultiModal):
         if not os.path.isfile(self.labels_path):
             msg = f'CropHarvest labels file not found: {self.labels_path}'
             raise _ExportsNotFoundError(msg)
-        if not glob.glob(os.path.join(self.arrays_dir, '*.tif')):
+        if not glob.glob(os.path.join(self.arrays_dir, self.array_glob)):
             msg = f'no CropHarvest export (*.tif) in {self.arrays_dir}'
             raise _ExportsNotFoundError(msg)
-
-    def _load_features(self, root: Path) -> list[dict[str, str]]:
-        """List the exports, parsing index and dataset from their names.
-
-        Args:
-            root: Root directory of the dataset.
-
-        Returns:
-            One dict per file, sorted by name: ``chip`` (path), ``index`` and ``dataset``.
-
-        Raises:
-            ValueError: If a file name is not ``<index>-<dataset>[_<start>_<end>].tif``.
-        """
-        files = []
-        for path in sorted(glob.glob(os.path.join(self.arrays_dir, '*.tif'))):
-            match = _EXPORT_NAME.match(os.path.basename(path))
-            if match is None:
-                msg = f'{path}: CropHarvest exports must be named <index>-<dataset>_<start>_<end>.tif'
-                raise ValueError(msg)
-            files.append({'chip': path, 'index': match[1], 'dataset': match[2]})
-        return files
 
     def _match_label_rows(self) -> list[tuple[dict[str, str], dict[str, Any]]]:
         """Pair every export with its label row and remember the rows.

@@ -13,10 +13,10 @@ import torch
 from torch import Tensor
 from torchgeo.datasets import CropHarvest, DatasetNotFoundError, NonGeoDataset
 
-from .cropharvest import (
+from .cropharvest_layout import (
     BASE_MODALITIES,
     STATIC_MODALITIES,
-    _resolve_groups,
+    resolve_groups,
     split_modalities,
 )
 from .tensor import TensorMultiModalDataset
@@ -45,7 +45,7 @@ class PrestoPixelTimeSeries(NonGeoDataset):
       not read.
 
     The 18 bands are split into the base modalities of CropHarvest
-    (:data:`~torchgeo_colearn.datasets.cropharvest.BASE_MODALITIES`): ``s1`` (T, 2), ``s2`` (T, 11),
+    (:data:`~torchgeo_colearn.datasets.cropharvest_layout.BASE_MODALITIES`): ``s1`` (T, 2), ``s2`` (T, 11),
     ``ndvi`` (T, 1), ``weather`` (T, 2) and ``dem`` (2,) elevation and slope, a static vector: SRTM is
     repeated at every step of the arrays, and the loader checks that it is constant over time
     (ValueError naming the first sample and band that is not). *modality_groups* concatenates base
@@ -89,7 +89,7 @@ class PrestoPixelTimeSeries(NonGeoDataset):
             task: ``'regression'`` (the target as a float) or ``'multiclass'`` (the target's position
                 in :attr:`classes`), among :attr:`tasks`; default the first of :attr:`tasks`.
             modalities: Base modalities to return, each under its own key; default all of
-                :data:`~torchgeo_colearn.datasets.cropharvest.BASE_MODALITIES`.
+                :data:`~torchgeo_colearn.datasets.cropharvest_layout.BASE_MODALITIES`.
             modality_groups: Output modality mapped to the base modalities concatenated along the
                 channel axis; replaces *modalities*.
             transforms: A function applied to each sample of :meth:`__getitem__`.
@@ -112,7 +112,7 @@ class PrestoPixelTimeSeries(NonGeoDataset):
         self.root = root
         self.task = task
         self.transforms = transforms
-        self.groups = _resolve_groups(modalities, modality_groups)
+        self.groups = resolve_groups(modalities, modality_groups)
         self.modalities = tuple(self.groups)
 
         arrays = self._load_arrays()

@@ -5,14 +5,11 @@
 
 import json
 import os
-import re
 import warnings
 import zipfile
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Any, ClassVar, Literal, TypeAlias
+from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
 
-import h5py
 import numpy as np
 import rasterio
 import rasterio.errors
@@ -29,7 +26,8 @@ from torchgeo.datasets.utils import (
     percentile_normalization,
 )
 
-from ..batch import DOY_PREFIX, image_key, valid_key
+from ..batch import DOY_PREFIX, image_key
+from .treesatai_ts_series import H5_NAME, TIME_SERIES_SIZE, read_time_series
 
 #: A modality of TreeSatAI-Time-Series.
 Sensor: TypeAlias = Literal['aerial', 's1_asc', 's1_des', 's2']
@@ -37,14 +35,11 @@ Sensor: TypeAlias = Literal['aerial', 's1_asc', 's1_des', 's2']
 #: A time-series modality, stored in the ``sentinel-ts`` HDF5 files.
 TimeSeriesSensor: TypeAlias = Literal['s1_asc', 's1_des', 's2']
 
+#: What :meth:`TreeSatAITimeSeries._of_every_patch` finds: a path, or a path and a year.
+_File = TypeVar('_File')
+
 #: An official split.
 Split: TypeAlias = Literal['train', 'val', 'test']
-
-#: Sensing start of a Sentinel product name, e.g. ``S2A_MSIL2A_20170113T103401_N0204_...``.
-_PRODUCT_DATE = re.compile(r'(?<!\d)(\d{8})T\d{6}')
-
-#: A time-series file name: ``{patch name}_{year}.h5``.
-_H5_NAME = re.compile(r'^(?P<name>.+)_(?P<year>\d{4})\.h5$')
 
 
 class TreeSatAITimeSeries(NonGeoDataset):
@@ -120,7 +115,7 @@ class TreeSatAITimeSeries(NonGeoDataset):
     }
     h5_masks = 'sen-2-masks'
     #: Height and width of the Sentinel patches (60 m at 10 m).
-    time_series_size = (6, 6)
+    time_series_size = TIME_SERIES_SIZE
 
     labels_file = os.path.join('labels', 'TreeSatBA_v9_60m_multi_labels.json')
 
@@ -402,14 +397,8 @@ class TreeSatAITimeSeries(NonGeoDataset):
                         found.setdefault(
                             file.removesuffix('.tif'), os.path.join(folder, file)
                         )
-        absent = [n for n in self.names if n not in found]
-        if absent:
-            msg = (
-                f'{len(absent)} patches of split {self.split!r} have no aerial image '
-                f'{os.path.join(self.root, "aerial", "[60m/]")}<name>.tif, e.g. {absent[:3]}'
-            )
-            raise FileNotFoundError(msg)
-        return {n: found[n] for n in self.names}
+        where = os.path.join(self.root, 'aerial', '[60m/]')
+        return self._of_every_patch(found, f'aerial image {where}<name>.tif')
 
     def _index_time_series(self) -> dict[str, tuple[str, int]]:
         """Find the time-series file ``sentinel-ts/{name}_{year}.h5`` of every patch.
@@ -424,7 +413,7 @@ class TreeSatAITimeSeries(NonGeoDataset):
         folder = os.path.join(self.root, 'sentinel-ts')
         found: dict[str, tuple[str, int]] = {}
         for file in os.listdir(folder):
-            match = _H5_NAME.match(file)
+            match = H5_NAME.match(file)
             if match is None:
                 continue
             name = match['name']
@@ -432,12 +421,25 @@ class TreeSatAITimeSeries(NonGeoDataset):
                 msg = f'patch {name} has several time-series files in {folder}: {os.path.basename(found[name][0])}, {file}'
                 raise ValueError(msg)
             found[name] = (os.path.join(folder, file), int(match['year']))
+        where = os.path.join(folder, '<name>_<year>.h5')
+        return self._of_every_patch(found, f'time-series file {where}')
+
+    def _of_every_patch(self, found: dict[str, _File], what: str) -> dict[str, _File]:
+        """Take the file of every patch of the split from those found.
+
+        Args:
+            found: Patch name mapped to its file.
+            what: The file, for the message.
+
+        Returns:
+            The files of :attr:`names`, in order.
+
+        Raises:
+            FileNotFoundError: If a patch has none.
+        """
         absent = [n for n in self.names if n not in found]
         if absent:
-            msg = (
-                f'{len(absent)} patches of split {self.split!r} have no time-series file '
-                f'{os.path.join(folder, "<name>_<year>.h5")}, e.g. {absent[:3]}'
-            )
+            msg = f'{len(absent)} patches of split {self.split!r} have no {what}, e.g. {absent[:3]}'
             raise FileNotFoundError(msg)
         return {n: found[n] for n in self.names}
 
@@ -469,53 +471,19 @@ class TreeSatAITimeSeries(NonGeoDataset):
         return torch.from_numpy(array.astype(np.float32))
 
     def _load_time_series(self, path: str) -> dict[str, Tensor]:
-        """Read the requested time series of a patch.
+        """Read the requested time series of a patch (:func:`~torchgeo_colearn.datasets.treesatai_ts_series.read_time_series`).
 
         Args:
             path: HDF5 path.
 
         Returns:
-            ``image_<sensor>`` (T, C, 6, 6) float32, ``valid_<sensor>`` (T,) bool and
-            ``doy_<sensor>`` (T,) int64 for each time-series sensor.
-
-        Raises:
-            OSError: If the file cannot be read.
+            ``image_<sensor>``, ``valid_<sensor>`` and ``doy_<sensor>`` for each time-series sensor.
         """
-        sample: dict[str, Tensor] = {}
-        try:
-            with h5py.File(path, 'r') as file:
-                for sensor in self.series:
-                    prefix = self.h5_prefix[sensor]
-                    channels = len(self.all_bands[sensor])
-                    data = _read_h5(file, path, f'{prefix}-data', channels)
-                    products = _read_h5(file, path, f'{prefix}-products')
-                    if products.shape != data.shape[:1]:
-                        msg = f'{path}: {prefix}-products has shape {products.shape}, expected ({len(data)},)'
-                        raise ValueError(msg)
-                    if sensor == 's2' and self.s2_masks:
-                        masks = _read_h5(
-                            file, path, self.h5_masks, len(self.mask_bands)
-                        )
-                        if len(masks) != len(data):
-                            msg = f'{path}: {self.h5_masks} has {len(masks)} time steps, {prefix}-data {len(data)}'
-                            raise ValueError(msg)
-                        data = np.concatenate(
-                            [data.astype(np.float32), masks.astype(np.float32)], axis=1
-                        )
-                    doy = [
-                        _day_of_year(p, path, f'{prefix}-products') for p in products
-                    ]
-                    sample[image_key(sensor)] = torch.from_numpy(
-                        data.astype(np.float32)
-                    )
-                    sample[valid_key(sensor)] = torch.ones(len(data), dtype=torch.bool)
-                    sample[f'{DOY_PREFIX}{sensor}'] = torch.tensor(
-                        doy, dtype=torch.int64
-                    )
-        except OSError as err:
-            msg = f'cannot read time series {path}: {err}'
-            raise OSError(msg) from err
-        return sample
+        return read_time_series(
+            path,
+            {s: (self.h5_prefix[s], len(self.all_bands[s])) for s in self.series},
+            (self.h5_masks, len(self.mask_bands)) if self.s2_masks else None,
+        )
 
     def plot(
         self,
@@ -576,63 +544,3 @@ class TreeSatAITimeSeries(NonGeoDataset):
             The genera above 0.5, comma-separated.
         """
         return ', '.join(c for c, v in zip(self.classes, multi_hot.tolist()) if v > 0.5)
-
-
-def _read_h5(
-    file: h5py.File, path: str, key: str, channels: int | None = None
-) -> np.ndarray:
-    """Read a dataset of a time-series file and check its shape.
-
-    Args:
-        file: Open HDF5 file.
-        path: Its path, for the error messages.
-        key: Dataset name.
-        channels: Expected channels of a (T, C, 6, 6) array; None for a (T,) product list.
-
-    Returns:
-        The array as stored.
-
-    Raises:
-        KeyError: If the dataset is missing.
-        ValueError: If the shape is unexpected.
-    """
-    if key not in file:
-        msg = f'{path} has no dataset {key!r} (it has {sorted(file)})'
-        raise KeyError(msg)
-    array: np.ndarray = file[key][()]
-    size = TreeSatAITimeSeries.time_series_size
-    if channels is None:
-        expected = array.ndim == 1
-        shape = '(T,)'
-    else:
-        expected = array.ndim == 4 and array.shape[1:] == (channels, *size)
-        shape = f'(T, {channels}, {size[0]}, {size[1]})'
-    if not expected:
-        msg = f'{path}: dataset {key!r} has shape {array.shape}, expected {shape}'
-        raise ValueError(msg)
-    return array
-
-
-def _day_of_year(product: bytes | str, path: str, key: str) -> int:
-    """Read the day of year of the sensing start from a Sentinel product name.
-
-    Args:
-        product: Product name, e.g. ``S1A_IW_GRDH_1SDV_20170105T053409_...``.
-        path: File it comes from, for the error message.
-        key: Dataset it comes from, for the error message.
-
-    Returns:
-        Day of year, 1 to 366.
-
-    Raises:
-        ValueError: If the name holds no valid YYYYMMDDThhmmss date.
-    """
-    text = product.decode() if isinstance(product, bytes) else str(product)
-    match = _PRODUCT_DATE.search(text)
-    try:
-        if match is None:
-            raise ValueError('no YYYYMMDDThhmmss sensing time')
-        return datetime.strptime(match[1], '%Y%m%d').timetuple().tm_yday
-    except ValueError as err:
-        msg = f'{path}: product name {text!r} in {key!r} has no valid date: {err}'
-        raise ValueError(msg) from err

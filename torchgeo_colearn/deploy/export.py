@@ -3,7 +3,6 @@
 
 """Standalone single-modality models: ONNX and TorchScript files that take raw sensor values."""
 
-import argparse
 import json
 import os
 import warnings
@@ -18,7 +17,13 @@ from torch.jit import TracerWarning  # type: ignore[attr-defined]
 
 from .. import __version__
 from ..batch import channel_axis, image_key
-from .inputs import RawInputModel, class_path, load_task, require_training_inputs
+from .inputs import (
+    RawInputModel,
+    checkpoint_parser,
+    class_path,
+    load_task,
+    require_training_inputs,
+)
 
 if TYPE_CHECKING:
     from ..trainers.base import MultiModalTask
@@ -360,20 +365,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     Returns:
         The metadata of the written model.
     """
-    parser = argparse.ArgumentParser(
-        prog='colearn export',
-        description=(
+    parser = checkpoint_parser(
+        'colearn export',
+        (
             'Write a standalone model that predicts from the raw values of one modality: only '
             "that modality's part of the network, the training normalisation built in, a dynamic "
             'batch size, and metadata (modality, input shape, band names, units, task type, '
             'classes, package version, training data) inside the file. See docs/deploy.md.'
         ),
-    )
-    parser.add_argument(
-        '--ckpt_path', required=True, help='checkpoint of a trained task'
-    )
-    parser.add_argument(
-        '--modality', required=True, help='the modality to deploy with, e.g. s1'
+        'the modality to deploy with, e.g. s1',
     )
     parser.add_argument(
         '--format',

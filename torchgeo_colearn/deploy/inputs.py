@@ -3,6 +3,7 @@
 
 """What a task was trained on, recorded for deployment, and prediction from raw sensor values."""
 
+import argparse
 import importlib
 import json
 import os
@@ -20,6 +21,7 @@ from ..transforms import ModalityNormalizer
 
 if TYPE_CHECKING:
     from ..trainers.base import MultiModalTask
+    from ..trainers.checkpoints import CheckpointedTask
 
 #: Key of a Lightning checkpoint that holds :meth:`TrainingInputs.to_json`.
 CHECKPOINT_KEY = 'deployment'
@@ -220,7 +222,7 @@ def record_training_inputs(task: 'MultiModalTask') -> None:
     task.training_inputs = training_inputs_of(task, datamodule)
 
 
-def save_training_inputs(task: 'MultiModalTask', checkpoint: dict[str, Any]) -> None:
+def save_training_inputs(task: 'CheckpointedTask', checkpoint: dict[str, Any]) -> None:
     """Write ``task.training_inputs`` into a checkpoint under :data:`CHECKPOINT_KEY`.
 
     Args:
@@ -231,7 +233,9 @@ def save_training_inputs(task: 'MultiModalTask', checkpoint: dict[str, Any]) -> 
         checkpoint[CHECKPOINT_KEY] = task.training_inputs.to_json()
 
 
-def load_training_inputs(task: 'MultiModalTask', checkpoint: Mapping[str, Any]) -> None:
+def load_training_inputs(
+    task: 'CheckpointedTask', checkpoint: Mapping[str, Any]
+) -> None:
     """Restore ``task.training_inputs`` from a checkpoint, if it holds them.
 
     Args:
@@ -439,3 +443,24 @@ def load_task(
         ckpt_path, map_location=map_location, weights_only=False
     )
     return task.eval()
+
+
+def checkpoint_parser(
+    prog: str, description: str, modality: str
+) -> argparse.ArgumentParser:
+    """Start the parser of a command that deploys one modality of a checkpoint.
+
+    Args:
+        prog: The command, e.g. ``'colearn map'``.
+        description: What it does.
+        modality: Help of ``--modality``.
+
+    Returns:
+        A parser with the required ``--ckpt_path`` and ``--modality``.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        '--ckpt_path', required=True, help='checkpoint of a trained task'
+    )
+    parser.add_argument('--modality', required=True, help=modality)
+    return parser

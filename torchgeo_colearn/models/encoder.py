@@ -9,6 +9,8 @@ from typing import Any, ClassVar, TypeVar
 
 from torch import Tensor, nn
 
+from ..modality_info import shape_fits
+
 
 class Encoder(nn.Module, ABC):
     """A modality encoder: one sample batch in, one embedding per sample out.
@@ -50,9 +52,7 @@ class Encoder(nn.Module, ABC):
         Returns:
             True if the number of axes and every fixed size match.
         """
-        return len(shape) == len(self.input_shape) and all(
-            want is None or want == got for want, got in zip(self.input_shape, shape)
-        )
+        return shape_fits(self.input_shape, shape)
 
 
 EncoderT = TypeVar('EncoderT', bound=type[Encoder])

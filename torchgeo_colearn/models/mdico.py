@@ -163,12 +163,7 @@ class MDiCo(nn.Module):
     def encode_and_predict(
         self, modality: str, x: Tensor, valid: Tensor | None = None
     ) -> Encoding:
-        """Encode one modality and apply its main head.
-
-        Args:
-            modality: The modality name.
-            x: Input batch, shape (B, *input_shape).
-            valid: Optional (B, T) validity mask.
+        """Encode one modality as :meth:`encode` does and apply its main head.
 
         Returns:
             The representation and the main-head output.

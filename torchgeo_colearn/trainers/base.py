@@ -5,22 +5,14 @@
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import IO, Any, ClassVar, Literal, Self, cast, get_args
+from typing import Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor
-from torchgeo.trainers import BaseTask
 from typing_extensions import override
 
-from ..deploy.inputs import (
-    TrainingInputs,
-    load_training_inputs,
-    predict_raw,
-    record_training_inputs,
-    save_training_inputs,
-)
+from ..deploy.inputs import predict_raw, record_training_inputs
 from ..losses import TaskLoss
 from ..metrics import TaskType
 from ..models import Encoder
@@ -31,20 +23,19 @@ from ..scenarios import (
     scenario_name,
     scores_by_scenario,
 )
-from .checkpoints import (
-    CHECKPOINT_KEY,
-    check_checkpoint,
-    checkpoint_record,
-    is_checkpoint_file,
-    restore_checkpoint,
+from .checkpoints import CheckpointedTask
+from .checks import (
+    BatchChecks,
+    check_plateau_validation,
+    check_task_options,
+    explain_batch_norm,
 )
-from .checks import BatchChecks, check_plateau_validation, explain_batch_norm
 from .epoch import STAGES, EpochAccumulator, to_floats
 from .interface import Features, Inputs, LossOutput, ModalityInput, MultiModalNetwork
 from .optimization import OptimizerName, SchedulerName, optimization
 
 
-class MultiModalTask(BaseTask, ABC):
+class MultiModalTask(CheckpointedTask, ABC):
     """Base of the multi-modal tasks: dict batch in, one prediction per inference scenario out.
 
     It implements what every method shares: the constructor arguments below, batch validation (keys,
@@ -70,9 +61,6 @@ class MultiModalTask(BaseTask, ABC):
 
     #: Minimum number of training modalities.
     min_modalities: ClassVar[int] = 1
-
-    #: Checkpoint key prefixes of earlier releases mapped to today's (networks moved into ``model``).
-    legacy_prefixes: ClassVar[dict[str, str]] = {}
 
     #: The supervised loss, built by :meth:`configure_losses`.
     criterion: TaskLoss
@@ -133,19 +121,7 @@ class MultiModalTask(BaseTask, ABC):
         self.batch_checks = BatchChecks()
         #: The last computed scenario scores per stage: scenario name mapped to metric mapped to value.
         self.scenario_results: dict[str, dict[str, dict[str, float]]] = {}
-        if task not in get_args(TaskType):
-            msg = f'task must be one of {get_args(TaskType)}, got {task!r}'
-            raise ValueError(msg)
-        if len(encoders) < self.min_modalities:
-            msg = (
-                f'{type(self).__name__} needs at least {self.min_modalities} modalities in '
-                f'`encoders`, got {list(encoders)}'
-            )
-            raise ValueError(msg)
-        for modality in encoders:
-            if not modality.isidentifier():
-                msg = f'modality names must be identifiers (letters, digits, _), got {modality!r}'
-                raise ValueError(msg)
+        check_task_options(task, encoders, self.min_modalities, type(self).__name__)
         super().__init__()
 
     # ----------------------------------------------------------------------------------------------
@@ -227,45 +203,6 @@ class MultiModalTask(BaseTask, ABC):
             self.num_labels,
         )
 
-    @classmethod
-    def load_from_checkpoint(
-        cls,
-        checkpoint_path: str | Path | IO[Any],
-        map_location: Any = None,
-        hparams_file: str | Path | None = None,
-        strict: bool | None = None,
-        weights_only: bool | None = None,
-        **kwargs: Any,
-    ) -> Self:
-        """Load a task from a checkpoint, after checking that the file is one of this task class.
-
-        Args:
-            checkpoint_path: Path of the checkpoint (or an open file, loaded unchecked).
-            map_location: As for :meth:`lightning.pytorch.LightningModule.load_from_checkpoint`.
-            hparams_file: Idem.
-            strict: Idem.
-            weights_only: Idem.
-            **kwargs: Hyperparameters that override the saved ones.
-
-        Returns:
-            The task.
-
-        Raises:
-            FileNotFoundError: If the file does not exist.
-            ValueError: If the file is empty, truncated, not a Lightning checkpoint or one of another
-                task class; the message names the path and the expected class.
-        """
-        if is_checkpoint_file(checkpoint_path):
-            check_checkpoint(cast(str | Path, checkpoint_path), cls, weights_only)
-        return super().load_from_checkpoint(
-            checkpoint_path,
-            map_location=map_location,
-            hparams_file=hparams_file,
-            strict=strict,
-            weights_only=weights_only,
-            **kwargs,
-        )
-
     def on_fit_start(self) -> None:
         """Check the schedule's validation, fill class weights and target statistics.
 
@@ -286,43 +223,6 @@ class MultiModalTask(BaseTask, ABC):
                 target_mean=self.hparams.get('target_mean') is None,
                 target_std=self.hparams.get('target_std') is None,
             )
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Record the task class, the version, the random states and the training inputs.
-
-        The random states (torch, CUDA, numpy, Python) make a resumed fit repeat the uninterrupted
-        one: the data order of the next epochs and the dropout masks are drawn from them.
-
-        Args:
-            checkpoint: The checkpoint being written; updated in place.
-        """
-        checkpoint[CHECKPOINT_KEY] = checkpoint_record(type(self))
-        save_training_inputs(self, checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Check the task class, restore the random states and training inputs, rename legacy keys.
-
-        The random states are restored only when a fit resumes from the checkpoint (``fit(...,
-        ckpt_path=...)``): loading weights for testing or prediction leaves them alone (see
-        :func:`~torchgeo_colearn.trainers.checkpoints.restore_checkpoint` for what a resumed fit
-        repeats exactly).
-
-        Args:
-            checkpoint: The loaded checkpoint; the ``state_dict`` keys of checkpoints written by
-                earlier releases are renamed in place (:attr:`legacy_prefixes`).
-
-        Raises:
-            ValueError: If the checkpoint is one of another task class.
-        """
-        attached = self._trainer is not None
-        restore_checkpoint(
-            checkpoint,
-            str(self.trainer.ckpt_path) if attached else 'checkpoint',
-            type(self),
-            resuming=attached and self.trainer.state.fn == 'fit',
-            legacy_prefixes=self.legacy_prefixes,
-        )
-        load_training_inputs(self, checkpoint)
 
     # ----------------------------------------------------------------------------------------------
     # Inputs
@@ -346,23 +246,17 @@ class MultiModalTask(BaseTask, ABC):
         defer_nan_check: bool = False,
         batch_idx: int = 0,
     ) -> dict[str, ModalityInput]:
-        """Validate a batch and extract each modality's input.
+        """Validate a batch and extract each training modality's input.
 
         Args:
             batch: Batch dict with ``image_<modality>`` keys.
             require_all: Every training modality must be present (training objectives).
-            defer_nan_check: On accelerators, accumulate the check for missing values (NaN, ``inf``)
-                on the device and raise at the end of the epoch instead of synchronising every step
-                (CPU tensors are always checked at once, naming the sample).
+            defer_nan_check: *defer* of :meth:`.checks.BatchChecks.modality_inputs`.
             batch_idx: Index of the batch, named by a deferred error.
 
         Returns:
-            Modality mapped to (input, validity mask or None), in training order.
-
-        Raises:
-            KeyError: On an unknown key, or a missing modality when *require_all*.
-            TypeError: If a modality is not a tensor.
-            ValueError: If no training modality is present, on a wrong shape, or on NaN or ``inf``.
+            Modality mapped to (input, validity mask or None), in training order (see
+            :meth:`.checks.BatchChecks.modality_inputs`, which also lists the errors raised).
         """
         return self.batch_checks.modality_inputs(
             batch,
@@ -527,10 +421,6 @@ class MultiModalTask(BaseTask, ABC):
     # ----------------------------------------------------------------------------------------------
     # Deployment: the logic lives in torchgeo_colearn.deploy (docs/deploy.md)
     # ----------------------------------------------------------------------------------------------
-
-    #: How raw values became the inputs (statistics, missing values, band descriptions), recorded
-    #: from the datamodule when fitting starts and saved in checkpoints under ``'deployment'``.
-    training_inputs: TrainingInputs | None = None
 
     def setup(self, stage: str) -> None:
         """Record the datamodule's training inputs when fitting (after the datamodule's setup).

@@ -8,10 +8,14 @@ import pickle
 import random
 import zipfile
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import IO, Any, ClassVar, Self, cast
 
 import numpy as np
 import torch
+from torchgeo.trainers import BaseTask
+
+from ..deploy.inputs import TrainingInputs, load_training_inputs, save_training_inputs
 
 #: Checkpoint key of what this package adds: ``task`` (the qualified class name of the task),
 #: ``version`` (of the package) and ``random_state`` (:func:`random_state`).
@@ -291,3 +295,94 @@ def restore_checkpoint(
             if key.startswith(old):
                 state[new + key.removeprefix(old)] = state.pop(key)
                 break
+
+
+class CheckpointedTask(BaseTask):
+    """A task whose checkpoints record its class, the random states and the training inputs.
+
+    The hooks check the task class of a checkpoint before loading it, make a resumed fit repeat the
+    uninterrupted one, and rename the keys of earlier releases (:attr:`legacy_prefixes`).
+    """
+
+    #: Checkpoint key prefixes of earlier releases mapped to today's (networks moved into ``model``).
+    legacy_prefixes: ClassVar[dict[str, str]] = {}
+
+    #: How raw values became the inputs (statistics, missing values, band descriptions), recorded
+    #: from the datamodule when fitting starts and saved in checkpoints under ``'deployment'``.
+    training_inputs: TrainingInputs | None = None
+
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: str | Path | IO[Any],
+        map_location: Any = None,
+        hparams_file: str | Path | None = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """Load a task from a checkpoint, after checking that the file is one of this task class.
+
+        Args:
+            checkpoint_path: Path of the checkpoint (or an open file, loaded unchecked).
+            map_location: As for :meth:`lightning.pytorch.LightningModule.load_from_checkpoint`.
+            hparams_file: Idem.
+            strict: Idem.
+            weights_only: Idem.
+            **kwargs: Hyperparameters that override the saved ones.
+
+        Returns:
+            The task.
+
+        Raises:
+            FileNotFoundError: If the file does not exist.
+            ValueError: If the file is empty, truncated, not a Lightning checkpoint or one of another
+                task class; the message names the path and the expected class.
+        """
+        if is_checkpoint_file(checkpoint_path):
+            check_checkpoint(cast(str | Path, checkpoint_path), cls, weights_only)
+        return super().load_from_checkpoint(
+            checkpoint_path,
+            map_location=map_location,
+            hparams_file=hparams_file,
+            strict=strict,
+            weights_only=weights_only,
+            **kwargs,
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Record the task class, the version, the random states and the training inputs.
+
+        The random states (torch, CUDA, numpy, Python) make a resumed fit repeat the uninterrupted
+        one: the data order of the next epochs and the dropout masks are drawn from them.
+
+        Args:
+            checkpoint: The checkpoint being written; updated in place.
+        """
+        checkpoint[CHECKPOINT_KEY] = checkpoint_record(type(self))
+        save_training_inputs(self, checkpoint)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Check the task class, restore the random states and training inputs, rename legacy keys.
+
+        The random states are restored only when a fit resumes from the checkpoint (``fit(...,
+        ckpt_path=...)``): loading weights for testing or prediction leaves them alone (see
+        :func:`~torchgeo_colearn.trainers.checkpoints.restore_checkpoint` for what a resumed fit
+        repeats exactly).
+
+        Args:
+            checkpoint: The loaded checkpoint; the ``state_dict`` keys of checkpoints written by
+                earlier releases are renamed in place (:attr:`legacy_prefixes`).
+
+        Raises:
+            ValueError: If the checkpoint is one of another task class.
+        """
+        attached = self._trainer is not None
+        restore_checkpoint(
+            checkpoint,
+            str(self.trainer.ckpt_path) if attached else 'checkpoint',
+            type(self),
+            resuming=attached and self.trainer.state.fn == 'fit',
+            legacy_prefixes=self.legacy_prefixes,
+        )
+        load_training_inputs(self, checkpoint)

@@ -6,7 +6,7 @@
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, get_args
 
 import torch
 from lightning.pytorch import Trainer
@@ -24,6 +24,36 @@ ID_KEY = 'id'
 
 #: Where deferred messages name the first offending batch.
 BATCH_PLACEHOLDER = '<batch>'
+
+
+def check_task_options(
+    task: str, encoders: Mapping[str, Any], min_modalities: int, method: str
+) -> None:
+    """Check the options every task shares.
+
+    Args:
+        task: The task type.
+        encoders: Modality mapped to its encoder config.
+        min_modalities: Minimum number of training modalities of the method.
+        method: Name of the task class, for the message.
+
+    Raises:
+        ValueError: With fewer modalities than the method needs, a modality name that is not an
+            identifier, or an unknown task type.
+    """
+    if task not in get_args(TaskType):
+        msg = f'task must be one of {get_args(TaskType)}, got {task!r}'
+        raise ValueError(msg)
+    if len(encoders) < min_modalities:
+        msg = (
+            f'{method} needs at least {min_modalities} modalities in `encoders`, got '
+            f'{list(encoders)}'
+        )
+        raise ValueError(msg)
+    for modality in encoders:
+        if not modality.isidentifier():
+            msg = f'modality names must be identifiers (letters, digits, _), got {modality!r}'
+            raise ValueError(msg)
 
 
 def describe_value(value: float) -> str:

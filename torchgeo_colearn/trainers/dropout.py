@@ -3,9 +3,8 @@
 
 """Base of the methods that fuse any subset of modalities and train with modality (sensor) dropout."""
 
-from abc import abstractmethod
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +12,7 @@ from typing_extensions import override
 
 from ..scenarios import Scenario, scenario_name
 from .base import MultiModalTask
-from .interface import Features, Inputs, LossOutput
+from .interface import Features, Inputs, LossOutput, MultiModalNetwork
 
 
 def modality_dropout(
@@ -39,6 +38,13 @@ def modality_dropout(
     return torch.where(keep.any(1, keepdim=True), keep, forced)
 
 
+class DropoutNetwork(MultiModalNetwork, Protocol):
+    """A network that predicts from the modalities each sample keeps."""
+
+    def predict(self, features: Features, keep: Mapping[str, Tensor]) -> Tensor:
+        """Predict from the kept modalities (see :meth:`ModalityDropoutTask.predict_kept`)."""
+
+
 class ModalityDropoutTask(MultiModalTask):
     """A method that predicts from any subset of modalities, trained with modality dropout.
 
@@ -50,11 +56,15 @@ class ModalityDropoutTask(MultiModalTask):
     full set). Training scores no scenario (the objective predicts dropped subsets only), so a training
     step runs no extra prediction; validation and test score every scenario.
 
-    Subclasses implement :meth:`predict_kept` and may add :meth:`extra_losses`.
+    Subclasses build a :class:`DropoutNetwork` (or override :meth:`predict_kept`) and may add
+    :meth:`extra_losses`.
     """
 
     supports_fusion = True
     min_modalities = 2
+
+    #: The method's network, built by :meth:`configure_models`.
+    model: DropoutNetwork
 
     def __init__(self, *, modality_dropout: float = 0.5, **kwargs: Any) -> None:
         """Initialize a new ModalityDropoutTask instance.
@@ -72,9 +82,8 @@ class ModalityDropoutTask(MultiModalTask):
             raise ValueError(msg)
         super().__init__(**kwargs)
 
-    @abstractmethod
     def predict_kept(self, features: Features, keep: Mapping[str, Tensor]) -> Tensor:
-        """Predict from the modalities each sample keeps.
+        """Predict from the modalities each sample keeps; by default ``self.model.predict``.
 
         Args:
             features: Output of :meth:`encode`.
@@ -84,6 +93,7 @@ class ModalityDropoutTask(MultiModalTask):
         Returns:
             Raw outputs.
         """
+        return self.model.predict(features, keep)
 
     @override
     def predict_from(self, features: Features, scenario: Scenario) -> Tensor:

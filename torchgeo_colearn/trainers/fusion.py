@@ -66,11 +66,6 @@ class InputFusionTask(ModalityDropoutTask):
         )
 
     @override
-    def predict_kept(self, features: Features, keep: Mapping[str, Tensor]) -> Tensor:
-        """Encode the fused input (dropped modalities zero-filled) and apply the head."""
-        return self.model.predict(features, keep)
-
-    @override
     def representations(self, batch: Mapping[str, Any]) -> dict[str, dict[str, Tensor]]:
         """Return the fused encoder's features of each modality alone, under ``'features'``."""
         features = self.encode(self.modality_inputs(batch))

@@ -98,11 +98,6 @@ class ShaSpecTask(ModalityDropoutTask):
         )
 
     @override
-    def predict_kept(self, features: Features, keep: Mapping[str, Tensor]) -> Tensor:
-        """Predict; the slots of missing modalities get the mean available shared feature."""
-        return self.model.predict(features, keep)
-
-    @override
     def representations(self, batch: Mapping[str, Any]) -> dict[str, dict[str, Tensor]]:
         """Return the ``'specific'`` and ``'shared'`` (B, d) features of each modality present."""
         features = self.encode(self.modality_inputs(batch))

@@ -13,29 +13,14 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
+from torchgeo_colearn.datasets.cropharvest_export import (
+    DYNAMIC_BANDS,
+    export_band_names,
+)
+
 ROOT = os.path.dirname(os.path.abspath(__file__))
 STEPS = 12
-DYNAMIC = (
-    'VV',
-    'VH',
-    'B1',
-    'B2',
-    'B3',
-    'B4',
-    'B5',
-    'B6',
-    'B7',
-    'B8',
-    'B8A',
-    'B9',
-    'B10',
-    'B11',
-    'B12',
-    'temperature_2m',
-    'total_precipitation',
-)
-NAMES = [b if t == 0 else f'{b}_{t}' for t in range(STEPS) for b in DYNAMIC]
-NAMES += ['elevation', 'slope']
+NAMES = export_band_names(STEPS)
 PIXEL = 8.983152841195215e-05  # 10 m in degrees, as the real exports
 
 # file name: (height, width, top-left lon, top-left lat, label pixel (row, col), label row)
@@ -63,7 +48,7 @@ def bands(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     """(206, H, W) float64 with realistic ranges."""
     data = np.empty((len(NAMES), height, width))
     for t in range(STEPS):
-        step = data[t * len(DYNAMIC) : (t + 1) * len(DYNAMIC)]
+        step = data[t * len(DYNAMIC_BANDS) : (t + 1) * len(DYNAMIC_BANDS)]
         step[0] = rng.uniform(-20, -8, (height, width))  # VV, dB
         step[1] = rng.uniform(-28, -15, (height, width))  # VH, dB
         step[2:15] = rng.integers(300, 3000, (13, height, width))  # S2 x 10^4
@@ -97,9 +82,9 @@ def main() -> None:
         data = bands(rng, height, width)
         if name.startswith('3-'):
             # missing values at the label pixel: VH at steps 2 and 5, B7 at step 4 (its index is 0)
-            data[2 * len(DYNAMIC) + 1, row, col] = np.nan
-            data[5 * len(DYNAMIC) + 1, row, col] = np.nan
-            data[4 * len(DYNAMIC) + DYNAMIC.index('B7'), row, col] = np.nan
+            data[2 * len(DYNAMIC_BANDS) + 1, row, col] = np.nan
+            data[5 * len(DYNAMIC_BANDS) + 1, row, col] = np.nan
+            data[4 * len(DYNAMIC_BANDS) + DYNAMIC_BANDS.index('B7'), row, col] = np.nan
             data[-1, 0, :] = (
                 np.nan
             )  # no slope on the first row, as on the edges of real exports
