@@ -19,7 +19,7 @@ from torchgeo_colearn.datasets.synthetic import DEFAULT_MODALITIES
 from torchgeo_colearn.demo import demo_encoders
 from torchgeo_colearn.main import ADVERT_PREFIX, configured_class, main, quiet_lightning
 
-from .fakes import fake_task, loader, make_dataset, make_trainer
+from .fakes import fake_checkpoint
 
 CONFIG = os.path.join('experiments', 'synthetic.yaml')
 
@@ -150,15 +150,6 @@ def test_colearn_fit_resume_reproduces(tmp_path: Path) -> None:
         assert torch.equal(value, expected[key]), key
 
 
-def other_task_checkpoint(tmp_path: Path) -> Path:
-    model = fake_task('multiclass')
-    trainer = make_trainer(tmp_path, logger=False, limit_train_batches=1)
-    trainer.fit(model, loader(make_dataset('multiclass')))
-    path = tmp_path / 'other.ckpt'
-    trainer.save_checkpoint(path)
-    return path
-
-
 @pytest.mark.parametrize(
     'subcommand,kind,match',
     [
@@ -180,7 +171,7 @@ def other_task_checkpoint(tmp_path: Path) -> Path:
     ],
 )
 def test_bad_ckpt_path(tmp_path: Path, subcommand: str, kind: str, match: str) -> None:
-    other = other_task_checkpoint(tmp_path)
+    other = fake_checkpoint(tmp_path, 'other.ckpt')
     path = tmp_path / f'{kind}.ckpt'
     match kind:
         case 'empty':
