@@ -24,6 +24,14 @@ FUEL = os.path.join(FAKE_DATA, 'presto', 'fuel_moisture')
 ALGAE = os.path.join(FAKE_DATA, 'presto', 'algae_blooms')
 REAL_FUEL = os.path.join(REAL_DATA, 'presto_fuel_moisture')
 REAL_ALGAE = os.path.join(REAL_DATA, 'presto_algae_blooms')
+#: The modalities of the fuel-moisture data (3 time steps), fake and real.
+FUEL_SHAPES = {
+    's1': (3, 2),
+    's2': (3, 11),
+    'ndvi': (3, 1),
+    'weather': (3, 2),
+    'dem': (2,),
+}
 #: The dataset class of each fake data folder.
 DATASETS: dict[str, type[PrestoPixelTimeSeries]] = {
     FUEL: FuelMoisture,
@@ -41,13 +49,7 @@ class TestFuelMoisture:
     def test_modalities(self) -> None:
         ds = FuelMoisture(FUEL)
         assert len(ds) == 40
-        assert ds.modality_shapes == {
-            's1': (3, 2),
-            's2': (3, 11),
-            'ndvi': (3, 1),
-            'weather': (3, 2),
-            'dem': (2,),
-        }
+        assert ds.modality_shapes == FUEL_SHAPES
         raw = np.load(os.path.join(FUEL, 's1_s2_era5_srtm.npy'))
         sample = ds[5]
         assert torch.allclose(
@@ -208,13 +210,7 @@ def test_real_fuel_moisture() -> None:
     ds = FuelMoisture(REAL_FUEL)
     data = ds.to_tensor_dataset()
     assert len(ds) == 2313
-    assert ds.modality_shapes == {
-        's1': (3, 2),
-        's2': (3, 11),
-        'ndvi': (3, 1),
-        'weather': (3, 2),
-        'dem': (2,),
-    }
+    assert ds.modality_shapes == FUEL_SHAPES
     is_test = data.attribute('is_test')
     assert (int((~is_test).sum()), int(is_test.sum())) == (1578, 735)
     sites = data.attribute('site')
