@@ -70,32 +70,45 @@ TINY_ENCODERS: dict[str, dict[str, Any]] = {
 }
 
 
-def fast_dev_run_args(
-    config: str, root: str, default_root_dir: Path, **data: Any
+def cli_args(
+    config: str,
+    default_root_dir: Path,
+    data: Mapping[str, object],
+    trainer: Mapping[str, object],
 ) -> list[str]:
-    """Command-line arguments running one batch of an experiment config on the CPU, without a logger.
+    """Command-line arguments of an experiment config with some data and trainer options changed.
 
     Args:
         config: Path of the experiment config.
-        root: The data root.
         default_root_dir: The trainer's default root folder.
-        **data: More datamodule arguments, ``--data.init_args.<name> <value>``.
+        data: Datamodule arguments, ``--data.init_args.<name> <value>``.
+        trainer: Trainer arguments, ``--trainer.<name> <value>``.
 
     Returns:
         The arguments after the subcommand (``fit``, ``test``, ...).
     """
-    args = ['--config', config, '--data.init_args.root', root]
-    for name, value in data.items():
-        args += [f'--data.init_args.{name}', str(value)]
-    trainer = {
-        'accelerator': 'cpu',
-        'fast_dev_run': '1',
-        'logger': 'false',
-        'default_root_dir': str(default_root_dir),
-    }
-    for name, value in trainer.items():
-        args += [f'--trainer.{name}', value]
+    options = {f'data.init_args.{name}': value for name, value in data.items()}
+    options |= {f'trainer.{name}': value for name, value in trainer.items()}
+    options['trainer.default_root_dir'] = default_root_dir
+    args = ['--config', config]
+    for name, value in options.items():
+        args += [f'--{name}', str(value)]
     return args
+
+
+def fast_dev_run_args(
+    config: str, root: str, default_root_dir: Path, **data: object
+) -> list[str]:
+    """Command-line arguments running one batch of an experiment config on the CPU, without a logger."""
+    trainer = {'accelerator': 'cpu', 'fast_dev_run': 1, 'logger': 'false'}
+    return cli_args(config, default_root_dir, {'root': root, **data}, trainer)
+
+
+def synthetic_args(default_root_dir: Path, **trainer: object) -> list[str]:
+    """Command-line arguments of the synthetic experiment (200 samples) on the CPU."""
+    config = os.path.join('experiments', 'synthetic.yaml')
+    trainer = {'accelerator': 'cpu', **trainer}
+    return cli_args(config, default_root_dir, {'num_samples': 200}, trainer)
 
 
 #: Layout of the fake modalities: (T, C) time series or (C,) vectors.
