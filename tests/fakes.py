@@ -50,6 +50,12 @@ def fake_data_copy(name: str, tmp_path: Path) -> str:
     return path
 
 
+def cropharvest_shapes(steps: int) -> dict[str, tuple[int, ...]]:
+    """Modality shapes of the CropHarvest band layout (also Presto's exports) with *steps* time steps."""
+    series = {'s1': 2, 's2': 11, 'ndvi': 1, 'weather': 2}
+    return {m: (steps, bands) for m, bands in series.items()} | {'dem': (2,)}
+
+
 def tiny_tempcnn(channels: int, seq_len: int | None, **kwargs: Any) -> dict[str, Any]:
     """Config of a TempCNN of 8 filters and a dense layer of 16 (fast on a CPU)."""
     return {

@@ -18,7 +18,7 @@ from torchgeo.datasets import DatasetNotFoundError
 
 from torchgeo_colearn.datasets.cropharvest import CROP_GROUPS, CropHarvestMultiModal
 
-from ..fakes import fake_data_copy
+from ..fakes import cropharvest_shapes, fake_data_copy
 
 DATA = os.path.join('tests', 'data', 'cropharvest')
 NUM_BINARY = 40  # non-test arrays with a label row
@@ -81,13 +81,7 @@ class TestCropHarvestMultiModal:
     def test_sample_layout(self, root: str) -> None:
         ds = CropHarvestMultiModal(root)
         sample = ds[0]
-        shapes = {
-            's1': (12, 2),
-            's2': (12, 11),
-            'ndvi': (12, 1),
-            'weather': (12, 2),
-            'dem': (2,),
-        }
+        shapes = cropharvest_shapes(12)
         assert ds.modality_shapes == shapes
         for name, shape in shapes.items():
             assert sample[f'image_{name}'].shape == shape

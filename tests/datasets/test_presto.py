@@ -18,20 +18,14 @@ from torchgeo_colearn.datasets.presto import (
     PrestoPixelTimeSeries,
 )
 
-from ..fakes import FAKE_DATA, REAL_DATA
+from ..fakes import FAKE_DATA, REAL_DATA, cropharvest_shapes
 
 FUEL = os.path.join(FAKE_DATA, 'presto', 'fuel_moisture')
 ALGAE = os.path.join(FAKE_DATA, 'presto', 'algae_blooms')
 REAL_FUEL = os.path.join(REAL_DATA, 'presto_fuel_moisture')
 REAL_ALGAE = os.path.join(REAL_DATA, 'presto_algae_blooms')
 #: The modalities of the fuel-moisture data (3 time steps), fake and real.
-FUEL_SHAPES = {
-    's1': (3, 2),
-    's2': (3, 11),
-    'ndvi': (3, 1),
-    'weather': (3, 2),
-    'dem': (2,),
-}
+FUEL_SHAPES = cropharvest_shapes(3)
 #: The dataset class of each fake data folder.
 DATASETS: dict[str, type[PrestoPixelTimeSeries]] = {
     FUEL: FuelMoisture,
