@@ -1,8 +1,11 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""A small deterministic task and dataset shared by the evaluation, callback and prediction tests."""
+"""Fakes shared by the tests: a small deterministic task and dataset, tiny encoder configs, trainers,
+checkpoints and the places of the fake and real data sets."""
 
+import os
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -24,6 +27,95 @@ from torchgeo_colearn.models import Encoder
 from torchgeo_colearn.scenarios import Scenario
 from torchgeo_colearn.trainers.base import MultiModalTask
 from torchgeo_colearn.trainers.interface import LossOutput, ModalityInput
+
+#: The fake data sets, one folder each (``tests/data/<name>``).
+FAKE_DATA = os.path.join(os.path.dirname(__file__), 'data')
+#: The real data sets next to the checkout (``../shared/data``); the tests that need them skip without.
+REAL_DATA = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'data')
+
+
+def fake_data_copy(name: str, tmp_path: Path) -> str:
+    """Copy a fake data set to a writable folder (the data sets write their caches under the root).
+
+    Args:
+        name: The folder under :data:`FAKE_DATA`.
+        tmp_path: Where to put the copy.
+
+    Returns:
+        The root of the copy, without the generator script, caches and archives.
+    """
+    path = str(tmp_path / name)
+    ignore = shutil.ignore_patterns('data.py', '*.pt', '*.zip')
+    shutil.copytree(os.path.join(FAKE_DATA, name), path, ignore=ignore)
+    return path
+
+
+def cropharvest_shapes(steps: int) -> dict[str, tuple[int, ...]]:
+    """Modality shapes of the CropHarvest band layout (also Presto's exports) with *steps* time steps."""
+    series = {'s1': 2, 's2': 11, 'ndvi': 1, 'weather': 2}
+    return {m: (steps, bands) for m, bands in series.items()} | {'dem': (2,)}
+
+
+def tiny_tempcnn(channels: int, seq_len: int | None, **kwargs: Any) -> dict[str, Any]:
+    """Config of a TempCNN of 8 filters and a dense layer of 16 (fast on a CPU)."""
+    return {
+        'name': 'tempcnn',
+        'in_channels': channels,
+        'seq_len': seq_len,
+        'hidden_dim': 8,
+        'dense_dim': 16,
+        **kwargs,
+    }
+
+
+#: Tiny encoders of the synthetic data's default modalities: two (12, 3) series and a 16-vector.
+TINY_ENCODERS: dict[str, dict[str, Any]] = {
+    's1': tiny_tempcnn(3, 12),
+    's2': tiny_tempcnn(3, 12),
+    'dem': {'name': 'mlp', 'in_features': 16, 'hidden_dims': [16]},
+}
+
+
+def cli_args(
+    config: str,
+    default_root_dir: Path,
+    data: Mapping[str, object],
+    trainer: Mapping[str, object],
+) -> list[str]:
+    """Command-line arguments of an experiment config with some data and trainer options changed.
+
+    Args:
+        config: Path of the experiment config.
+        default_root_dir: The trainer's default root folder.
+        data: Datamodule arguments, ``--data.init_args.<name> <value>``.
+        trainer: Trainer arguments, ``--trainer.<name> <value>``.
+
+    Returns:
+        The arguments after the subcommand (``fit``, ``test``, ...).
+    """
+    options = {f'data.init_args.{name}': value for name, value in data.items()}
+    options |= {f'trainer.{name}': value for name, value in trainer.items()}
+    options['trainer.default_root_dir'] = default_root_dir
+    args = ['--config', config]
+    for name, value in options.items():
+        args += [f'--{name}', str(value)]
+    return args
+
+
+def fast_dev_run_args(
+    config: str, root: str, default_root_dir: Path, **data: object
+) -> list[str]:
+    """Command-line arguments running one batch of an experiment config on the CPU, without a logger."""
+    trainer = {'accelerator': 'cpu', 'fast_dev_run': 1, 'logger': 'false'}
+    return cli_args(config, default_root_dir, {'root': root, **data}, trainer)
+
+
+def synthetic_args(default_root_dir: Path, **trainer: object) -> list[str]:
+    """Command-line arguments of the synthetic experiment (200 samples) on the CPU."""
+    config = os.path.join('experiments', 'synthetic.yaml')
+    trainer = {'accelerator': 'cpu', **trainer}
+    return cli_args(config, default_root_dir, {'num_samples': 200}, trainer)
+
 
 #: Layout of the fake modalities: (T, C) time series or (C,) vectors.
 SHAPES: dict[str, tuple[int, ...]] = {
@@ -179,6 +271,16 @@ def make_trainer(
         **kwargs,
     }
     return Trainer(**options)
+
+
+def fake_checkpoint(tmp_path: Path, name: str = 'fake.ckpt') -> Path:
+    """Fit a multiclass :func:`fake_task` on one batch and save it as ``tmp_path / name``."""
+    model = fake_task('multiclass')
+    trainer = make_trainer(tmp_path, logger=False, limit_train_batches=1)
+    trainer.fit(model, loader(make_dataset('multiclass')))
+    path = tmp_path / name
+    trainer.save_checkpoint(path)
+    return path
 
 
 def direct_scores(

@@ -14,6 +14,8 @@ from torchgeo_colearn.batch import FUSED_IMAGE_KEY, check_keys, modalities_in
 from torchgeo_colearn.main import main
 from torchgeo_colearn.trainers.colearn import CoLearnTask
 
+from .fakes import make_trainer
+
 TREESATAI = os.path.join(os.path.dirname(__file__), 'data', 'torchgeo_treesatai')
 
 
@@ -66,15 +68,7 @@ class TestTorchGeoDataModule:
         keys = KeyRecorder()
         dm = TreeSatAIDataModule(batch_size=2, patch_size=8, root=TREESATAI)
         task = colearn_task()
-        trainer = Trainer(
-            max_epochs=1,
-            accelerator='cpu',
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            default_root_dir=str(tmp_path),
-            callbacks=[keys],
-        )
+        trainer = make_trainer(tmp_path, [keys], logger=False)
         trainer.fit(task, dm)
         assert keys.seen == {'image_aerial', 'image_s1', 'image_s2', 'image', 'label'}
         results = trainer.test(task, dm, verbose=False)

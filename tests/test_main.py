@@ -19,24 +19,13 @@ from torchgeo_colearn.datasets.synthetic import DEFAULT_MODALITIES
 from torchgeo_colearn.demo import demo_encoders
 from torchgeo_colearn.main import ADVERT_PREFIX, configured_class, main, quiet_lightning
 
-from .fakes import fake_task, loader, make_dataset, make_trainer
+from .fakes import fake_checkpoint, synthetic_args
 
 CONFIG = os.path.join('experiments', 'synthetic.yaml')
 
 
 def cli_args(tmp_path: Path) -> list[str]:
-    return [
-        '--config',
-        CONFIG,
-        '--trainer.accelerator',
-        'cpu',
-        '--trainer.fast_dev_run',
-        '1',
-        '--trainer.default_root_dir',
-        str(tmp_path),
-        '--data.init_args.num_samples',
-        '200',
-    ]
+    return synthetic_args(tmp_path, fast_dev_run=1)
 
 
 def test_colearn_fit_test(tmp_path: Path) -> None:
@@ -150,15 +139,6 @@ def test_colearn_fit_resume_reproduces(tmp_path: Path) -> None:
         assert torch.equal(value, expected[key]), key
 
 
-def other_task_checkpoint(tmp_path: Path) -> Path:
-    model = fake_task('multiclass')
-    trainer = make_trainer(tmp_path, logger=False, limit_train_batches=1)
-    trainer.fit(model, loader(make_dataset('multiclass')))
-    path = tmp_path / 'other.ckpt'
-    trainer.save_checkpoint(path)
-    return path
-
-
 @pytest.mark.parametrize(
     'subcommand,kind,match',
     [
@@ -180,7 +160,7 @@ def other_task_checkpoint(tmp_path: Path) -> Path:
     ],
 )
 def test_bad_ckpt_path(tmp_path: Path, subcommand: str, kind: str, match: str) -> None:
-    other = other_task_checkpoint(tmp_path)
+    other = fake_checkpoint(tmp_path, 'other.ckpt')
     path = tmp_path / f'{kind}.ckpt'
     match kind:
         case 'empty':
@@ -203,25 +183,8 @@ def test_missing_ckpt_path(tmp_path: Path) -> None:
 def test_fit_prints_epoch_lines_and_no_advert(
     tmp_path: Path, capfd: pytest.CaptureFixture[str], recwarn: pytest.WarningsRecorder
 ) -> None:
-    main(
-        [
-            'fit',
-            '--config',
-            CONFIG,
-            '--trainer.accelerator',
-            'cpu',
-            '--trainer.max_epochs',
-            '2',
-            '--trainer.limit_train_batches',
-            '2',
-            '--trainer.limit_val_batches',
-            '1',
-            '--trainer.default_root_dir',
-            str(tmp_path),
-            '--data.init_args.num_samples',
-            '200',
-        ]
-    )
+    trainer = {'max_epochs': 2, 'limit_train_batches': 2, 'limit_val_batches': 1}
+    main(['fit', *synthetic_args(tmp_path, **trainer)])
     out, err = capfd.readouterr()
     assert re.search(
         r'^epoch 0/1: train_loss \d+\.\d+, val_loss \d+\.\d+ \(', out, re.MULTILINE

@@ -4,7 +4,6 @@
 import glob
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ import torch
 from torchgeo_colearn.datamodules.cropharvest import CropHarvestDataModule
 from torchgeo_colearn.datasets.tensor import TensorMultiModalDataset
 
-DATA = os.path.join('tests', 'data', 'cropharvest')
+from ..fakes import fake_data_copy, fast_dev_run_args
+
 GROUPS = {'s1': ['s1'], 's2': ['s2', 'ndvi']}
 
 pytestmark = pytest.mark.filterwarnings('ignore:.*have no.*:UserWarning')
@@ -22,9 +22,7 @@ pytestmark = pytest.mark.filterwarnings('ignore:.*have no.*:UserWarning')
 
 @pytest.fixture
 def root(tmp_path: Path) -> str:
-    path = str(tmp_path / 'cropharvest')
-    shutil.copytree(DATA, path, ignore=shutil.ignore_patterns('data.py', '*.pt'))
-    return path
+    return fake_data_copy('cropharvest', tmp_path)
 
 
 def split_ids(dm: CropHarvestDataModule) -> tuple[set[str], set[str], set[str]]:
@@ -158,23 +156,9 @@ class TestCropHarvestDataModule:
 
 
 def experiment_args(config: str, root: str, tmp_path: Path) -> list[str]:
-    return [
-        '--config',
-        os.path.join('experiments', config),
-        '--data.init_args.root',
-        root,
-        # 32 fake training samples: the default batch of 128 would leave no full training batch
-        '--data.init_args.batch_size',
-        '4',
-        '--trainer.accelerator',
-        'cpu',
-        '--trainer.fast_dev_run',
-        '1',
-        '--trainer.logger',
-        'false',
-        '--trainer.default_root_dir',
-        str(tmp_path),
-    ]
+    # 32 fake training samples: the default batch of 128 would leave no full training batch
+    path = os.path.join('experiments', config)
+    return fast_dev_run_args(path, root, tmp_path, batch_size=4)
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,6 @@ import glob
 import json
 import os
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,17 +20,15 @@ from torch import Tensor
 from torchgeo_colearn.datamodules.eurosat_s1s2 import EuroSATS1S2DataModule
 from torchgeo_colearn.transforms import ModalityNormalizer
 
-DATA = os.path.join('tests', 'data', 'eurosat_s1s2')
+from ..fakes import fake_data_copy, fast_dev_run_args
+
 FAKE_SIZE = 16  # the fake patches are 16 x 16 pixels, the real ones 64 x 64
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> str:
     """A writable copy of the fake data (the statistics cache is written there)."""
-    path = tmp_path / 'eurosat'
-    for sensor in ('eurosat_s1', 'eurosat_s2'):
-        shutil.copytree(os.path.join(DATA, sensor), path / sensor)
-    return str(path)
+    return fake_data_copy('eurosat_s1s2', tmp_path)
 
 
 def fake_datamodule(root: str, **kwargs: Any) -> EuroSATS1S2DataModule:
@@ -194,27 +191,11 @@ def test_missing_data(tmp_path: Path) -> None:
 
 def experiment_args(root: str, tmp_path: Path) -> list[str]:
     """Command-line arguments running the headline experiment on the fake data."""
-    return [
-        '--config',
-        os.path.join('experiments', 'eurosat_sar.yaml'),
-        '--data.init_args.root',
-        root,
-        # 4 fake training samples: the default batch of 64 would leave no full training batch
-        '--data.init_args.batch_size',
-        '2',
-        '--data.init_args.num_workers',
-        '0',
-        '--data.init_args.patch_size',
-        str(FAKE_SIZE),
-        '--trainer.accelerator',
-        'cpu',
-        '--trainer.fast_dev_run',
-        '1',
-        '--trainer.logger',
-        'false',
-        '--trainer.default_root_dir',
-        str(tmp_path),
-    ]
+    # 4 fake training samples: the default batch of 64 would leave no full training batch
+    config = os.path.join('experiments', 'eurosat_sar.yaml')
+    return fast_dev_run_args(
+        config, root, tmp_path, batch_size=2, num_workers=0, patch_size=FAKE_SIZE
+    )
 
 
 def test_experiment_config(

@@ -17,6 +17,8 @@ from torchgeo_colearn.datasets.tensor import TensorMultiModalDataset
 from torchgeo_colearn.main import main
 from torchgeo_colearn.trainers.colearn import CoLearnTask
 
+from ..fakes import fast_dev_run_args
+
 ROOT = os.path.join(os.path.dirname(__file__), '..', 'data', 'lfmc')
 CONFIG = os.path.join(os.path.dirname(__file__), '..', '..', 'experiments', 'lfmc.yaml')
 REAL_ROOT = os.path.join(
@@ -154,20 +156,7 @@ class TestLFMCDataModule:
 
 class TestLFMCExperiment:
     def args(self, tmp_path: Path) -> list[str]:
-        return [
-            '--config',
-            CONFIG,
-            '--data.init_args.root',
-            ROOT,
-            '--trainer.accelerator',
-            'cpu',
-            '--trainer.fast_dev_run',
-            '1',
-            '--trainer.logger',
-            'false',
-            '--trainer.default_root_dir',
-            str(tmp_path),
-        ]
+        return fast_dev_run_args(CONFIG, ROOT, tmp_path)
 
     def test_colearn_cli(self, tmp_path: Path) -> None:
         args = self.args(tmp_path)

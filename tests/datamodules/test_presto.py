@@ -17,13 +17,13 @@ from torchgeo_colearn.datasets.tensor import TensorMultiModalDataset
 from torchgeo_colearn.main import main
 from torchgeo_colearn.trainers.colearn import CoLearnTask
 
-DATA = os.path.join(os.path.dirname(__file__), '..', 'data', 'presto')
-FUEL = os.path.join(DATA, 'fuel_moisture')
-ALGAE = os.path.join(DATA, 'algae_blooms')
+from ..fakes import FAKE_DATA, REAL_DATA, fast_dev_run_args
+
+FUEL = os.path.join(FAKE_DATA, 'presto', 'fuel_moisture')
+ALGAE = os.path.join(FAKE_DATA, 'presto', 'algae_blooms')
 EXPERIMENTS = os.path.join(os.path.dirname(__file__), '..', '..', 'experiments')
-REAL = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'shared', 'data')
-REAL_FUEL = os.path.join(REAL, 'presto_fuel_moisture')
-REAL_ALGAE = os.path.join(REAL, 'presto_algae_blooms')
+REAL_FUEL = os.path.join(REAL_DATA, 'presto_fuel_moisture')
+REAL_ALGAE = os.path.join(REAL_DATA, 'presto_algae_blooms')
 
 
 def splits(
@@ -131,24 +131,8 @@ class TestAlgaeBloomsDataModule:
 
 class TestExperiments:
     def args(self, name: str, root: str, tmp_path: Path) -> list[str]:
-        return [
-            '--config',
-            os.path.join(EXPERIMENTS, f'{name}.yaml'),
-            '--data.init_args.root',
-            root,
-            '--data.init_args.num_folds',
-            '3',
-            '--data.init_args.batch_size',
-            '8',
-            '--trainer.accelerator',
-            'cpu',
-            '--trainer.fast_dev_run',
-            '1',
-            '--trainer.logger',
-            'false',
-            '--trainer.default_root_dir',
-            str(tmp_path),
-        ]
+        config = os.path.join(EXPERIMENTS, f'{name}.yaml')
+        return fast_dev_run_args(config, root, tmp_path, num_folds=3, batch_size=8)
 
     def test_fuel_moisture(self, tmp_path: Path) -> None:
         args = self.args('fuel_moisture', FUEL, tmp_path)

@@ -23,6 +23,8 @@ from torchgeo_colearn.datamodules.treesatai_ts import (
 )
 from torchgeo_colearn.datasets.treesatai_ts import TreeSatAITimeSeries
 
+from ..fakes import fast_dev_run_args
+
 DATA = os.path.join('tests', 'data', 'treesatai_ts')
 CONFIG = os.path.join('experiments', 'treesatai_ts.yaml')
 
@@ -315,27 +317,11 @@ def experiment_args(root: str, tmp_path: Path) -> list[str]:
         encoders = yaml.safe_load(f)['model']['init_args']['encoders']
     # a ResNet-18 instead of the ResNet-50 keeps the run short on a CPU
     encoders['aerial']['model'] = 'resnet18'
-    return [
-        '--config',
-        CONFIG,
-        '--model.init_args.encoders',
-        json.dumps(encoders),
-        '--data.init_args.root',
-        root,
-        # 4 fake training patches: the batch of 128 would leave no full training batch
-        '--data.init_args.batch_size',
-        '2',
-        '--data.init_args.num_workers',
-        '0',
-        '--trainer.accelerator',
-        'cpu',
-        '--trainer.fast_dev_run',
-        '1',
-        '--trainer.logger',
-        'false',
-        '--trainer.default_root_dir',
-        str(tmp_path / 'logs'),
-    ]
+    # 4 fake training patches: the batch of 128 would leave no full training batch
+    args = fast_dev_run_args(
+        CONFIG, root, tmp_path / 'logs', batch_size=2, num_workers=0
+    )
+    return [*args, '--model.init_args.encoders', json.dumps(encoders)]
 
 
 def test_experiment_config(capsys: pytest.CaptureFixture[str]) -> None:

@@ -18,6 +18,8 @@ from torchgeo.datasets import DatasetNotFoundError
 
 from torchgeo_colearn.datasets.cropharvest import CROP_GROUPS, CropHarvestMultiModal
 
+from ..fakes import cropharvest_shapes, fake_data_copy
+
 DATA = os.path.join('tests', 'data', 'cropharvest')
 NUM_BINARY = 40  # non-test arrays with a label row
 NUM_MULTICLASS = 30  # of which have a classification_label
@@ -29,9 +31,7 @@ pytestmark = pytest.mark.filterwarnings('ignore:.*(have no|repeat an).*:UserWarn
 @pytest.fixture
 def root(tmp_path: Path) -> str:
     """A writable copy of the fake data (the cache file is written under the root)."""
-    path = str(tmp_path / 'cropharvest')
-    shutil.copytree(DATA, path, ignore=shutil.ignore_patterns('data.py', '*.pt'))
-    return path
+    return fake_data_copy('cropharvest', tmp_path)
 
 
 def label_rows(root: str) -> dict[str, dict[str, Any]]:
@@ -81,13 +81,7 @@ class TestCropHarvestMultiModal:
     def test_sample_layout(self, root: str) -> None:
         ds = CropHarvestMultiModal(root)
         sample = ds[0]
-        shapes = {
-            's1': (12, 2),
-            's2': (12, 11),
-            'ndvi': (12, 1),
-            'weather': (12, 2),
-            'dem': (2,),
-        }
+        shapes = cropharvest_shapes(12)
         assert ds.modality_shapes == shapes
         for name, shape in shapes.items():
             assert sample[f'image_{name}'].shape == shape

@@ -24,12 +24,12 @@ from torchgeo_colearn.datasets.cropharvest_export import (
     to_cropharvest_arrays,
 )
 
-ROOT = os.path.join(os.path.dirname(__file__), '..', 'data', 'cropharvest_export')
+from ..fakes import FAKE_DATA, REAL_DATA
+
+ROOT = os.path.join(FAKE_DATA, 'cropharvest_export')
 KENYA = os.path.join(ROOT, '3-kenya_2018-02-06_2019-02-01.tif')
 TOGO_EVAL = os.path.join(ROOT, '12-togo-eval_2019-02-06_2020-02-01.tif')
-REAL = os.path.join(
-    os.path.dirname(__file__), '..', '..', '..', 'shared', 'data', 'cropharvest_export'
-)
+REAL = os.path.join(REAL_DATA, 'cropharvest_export')
 REAL_TIF = os.path.join(REAL, '98-togo_2019-02-06_2020-02-01.tif')
 
 pytestmark = pytest.mark.filterwarnings(

@@ -23,6 +23,8 @@ from torchgeo.datasets import (
 
 from torchgeo_colearn.datasets.eurosat_s1s2 import EuroSATS1S2
 
+from ..fakes import fake_data_copy
+
 DATA = os.path.join('tests', 'data', 'eurosat_s1s2')
 SPLIT_SIZES = {'train': 4, 'val': 2, 'test': 2}
 FAKE_SIZE = 16  # the fake patches are 16 x 16 pixels, the real ones 64 x 64
@@ -31,10 +33,7 @@ FAKE_SIZE = 16  # the fake patches are 16 x 16 pixels, the real ones 64 x 64
 @pytest.fixture
 def root(tmp_path: Path) -> str:
     """A writable copy of the fake data, extracted."""
-    path = tmp_path / 'eurosat'
-    for sensor in ('eurosat_s1', 'eurosat_s2'):
-        shutil.copytree(os.path.join(DATA, sensor), path / sensor)
-    return str(path)
+    return fake_data_copy('eurosat_s1s2', tmp_path)
 
 
 def fake_eurosat(root: str, *args: Any, **kwargs: Any) -> EuroSATS1S2:

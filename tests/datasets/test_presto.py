@@ -3,7 +3,9 @@
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,12 +18,19 @@ from torchgeo_colearn.datasets.presto import (
     PrestoPixelTimeSeries,
 )
 
-ROOT = os.path.join(os.path.dirname(__file__), '..', 'data', 'presto')
-FUEL = os.path.join(ROOT, 'fuel_moisture')
-ALGAE = os.path.join(ROOT, 'algae_blooms')
-REAL = os.path.join(os.path.dirname(__file__), '..', '..', '..', 'shared', 'data')
-REAL_FUEL = os.path.join(REAL, 'presto_fuel_moisture')
-REAL_ALGAE = os.path.join(REAL, 'presto_algae_blooms')
+from ..fakes import FAKE_DATA, REAL_DATA, cropharvest_shapes
+
+FUEL = os.path.join(FAKE_DATA, 'presto', 'fuel_moisture')
+ALGAE = os.path.join(FAKE_DATA, 'presto', 'algae_blooms')
+REAL_FUEL = os.path.join(REAL_DATA, 'presto_fuel_moisture')
+REAL_ALGAE = os.path.join(REAL_DATA, 'presto_algae_blooms')
+#: The modalities of the fuel-moisture data (3 time steps), fake and real.
+FUEL_SHAPES = cropharvest_shapes(3)
+#: The dataset class of each fake data folder.
+DATASETS: dict[str, type[PrestoPixelTimeSeries]] = {
+    FUEL: FuelMoisture,
+    ALGAE: AlgaeBlooms,
+}
 
 
 def copy(source: str, tmp_path: Path) -> Path:
@@ -34,13 +43,7 @@ class TestFuelMoisture:
     def test_modalities(self) -> None:
         ds = FuelMoisture(FUEL)
         assert len(ds) == 40
-        assert ds.modality_shapes == {
-            's1': (3, 2),
-            's2': (3, 11),
-            'ndvi': (3, 1),
-            'weather': (3, 2),
-            'dem': (2,),
-        }
+        assert ds.modality_shapes == FUEL_SHAPES
         raw = np.load(os.path.join(FUEL, 's1_s2_era5_srtm.npy'))
         sample = ds[5]
         assert torch.allclose(
@@ -105,70 +108,93 @@ class TestBadInput:
         with pytest.raises(DatasetNotFoundError, match=r'target\.npy not found'):
             FuelMoisture(str(root))
 
-    def test_wrong_band_count(self, tmp_path: Path) -> None:
-        root = copy(FUEL, tmp_path)
-        np.save(root / 's1_s2_era5_srtm.npy', np.zeros((40, 3, 17)))
-        with pytest.raises(
-            ValueError, match=r'shape \(40, 3, 17\), expected \(N, T, 18\)'
-        ):
-            FuelMoisture(str(root))
+    @pytest.mark.parametrize(
+        'source,name,array,match',
+        [
+            pytest.param(
+                FUEL,
+                's1_s2_era5_srtm.npy',
+                np.zeros((40, 3, 17)),
+                r'shape \(40, 3, 17\), expected \(N, T, 18\)',
+                id='band_count',
+            ),
+            pytest.param(
+                ALGAE,
+                'target.npy',
+                np.ones(29, dtype=np.int64),
+                r'target.npy: shape \(29,\), expected \(30,\)',
+                id='target_length',
+            ),
+        ],
+    )
+    def test_wrong_shape(
+        self, source: str, name: str, array: np.ndarray, match: str, tmp_path: Path
+    ) -> None:
+        root = copy(source, tmp_path)
+        np.save(root / name, array)
+        with pytest.raises(ValueError, match=match):
+            DATASETS[source](str(root))
 
-    def test_nan(self, tmp_path: Path) -> None:
-        root = copy(FUEL, tmp_path)
-        x = np.load(root / 's1_s2_era5_srtm.npy')
-        x[7, 2, 13] = np.nan
-        np.save(root / 's1_s2_era5_srtm.npy', x)
-        with pytest.raises(
-            ValueError, match='sample 7, step 2, band temperature_2m holds nan'
-        ):
-            FuelMoisture(str(root))
-
-    def test_static_band_varies(self, tmp_path: Path) -> None:
-        root = copy(FUEL, tmp_path)
-        x = np.load(root / 's1_s2_era5_srtm.npy')
-        x[3, 1, 16] += 2.5
-        np.save(root / 's1_s2_era5_srtm.npy', x)
-        with pytest.raises(
-            ValueError,
-            match=r'static band slope of sample 3 varies over time by up to 2\.5',
-        ):
-            FuelMoisture(str(root))
-
-    def test_unknown_class(self, tmp_path: Path) -> None:
-        root = copy(ALGAE, tmp_path)
-        target = np.load(root / 'target.npy')
-        target[4] = 6
-        np.save(root / 'target.npy', target)
-        with pytest.raises(
-            ValueError, match=r'sample 4 has target 6, not one of the classes'
-        ):
-            AlgaeBlooms(str(root))
-
-    def test_target_length(self, tmp_path: Path) -> None:
-        root = copy(ALGAE, tmp_path)
-        np.save(root / 'target.npy', np.ones(29, dtype=np.int64))
-        with pytest.raises(
-            ValueError, match=r'target.npy: shape \(29,\), expected \(30,\)'
-        ):
-            AlgaeBlooms(str(root))
-
-    def test_split_files_disagree(self, tmp_path: Path) -> None:
-        root = copy(FUEL, tmp_path)
-        is_test = np.load(root / 'is_test.npy')
-        is_test[0] = 1 - is_test[0]
-        np.save(root / 'is_test.npy', is_test)
-        with pytest.raises(
-            ValueError, match=r'sample 0 \(site .*train_test_split.json says'
-        ):
-            FuelMoisture(str(root))
-
-    def test_repeated_id(self, tmp_path: Path) -> None:
-        root = copy(ALGAE, tmp_path)
-        uid = np.load(root / 'uid.npy')
-        uid[3] = uid[2]
-        np.save(root / 'uid.npy', uid)
-        with pytest.raises(ValueError, match="id 'a002' repeats"):
-            AlgaeBlooms(str(root))
+    @pytest.mark.parametrize(
+        'source,name,index,change,match',
+        [
+            pytest.param(
+                FUEL,
+                's1_s2_era5_srtm.npy',
+                (7, 2, 13),
+                lambda value: np.nan,
+                'sample 7, step 2, band temperature_2m holds nan',
+                id='nan',
+            ),
+            pytest.param(
+                FUEL,
+                's1_s2_era5_srtm.npy',
+                (3, 1, 16),
+                lambda value: value + 2.5,
+                r'static band slope of sample 3 varies over time by up to 2\.5',
+                id='static_band_varies',
+            ),
+            pytest.param(
+                ALGAE,
+                'target.npy',
+                4,
+                lambda value: 6,
+                r'sample 4 has target 6, not one of the classes',
+                id='unknown_class',
+            ),
+            pytest.param(
+                FUEL,
+                'is_test.npy',
+                0,
+                lambda value: 1 - value,
+                r'sample 0 \(site .*train_test_split.json says',
+                id='split_files_disagree',
+            ),
+            pytest.param(
+                ALGAE,
+                'uid.npy',
+                3,
+                lambda value: 'a002',
+                "id 'a002' repeats",
+                id='repeated_id',
+            ),
+        ],
+    )
+    def test_bad_value(
+        self,
+        source: str,
+        name: str,
+        index: int | tuple[int, ...],
+        change: Callable[[Any], Any],
+        match: str,
+        tmp_path: Path,
+    ) -> None:
+        root = copy(source, tmp_path)
+        array = np.load(root / name)
+        array[index] = change(array[index])
+        np.save(root / name, array)
+        with pytest.raises(ValueError, match=match):
+            DATASETS[source](str(root))
 
 
 @pytest.mark.skipif(
@@ -178,13 +204,7 @@ def test_real_fuel_moisture() -> None:
     ds = FuelMoisture(REAL_FUEL)
     data = ds.to_tensor_dataset()
     assert len(ds) == 2313
-    assert ds.modality_shapes == {
-        's1': (3, 2),
-        's2': (3, 11),
-        'ndvi': (3, 1),
-        'weather': (3, 2),
-        'dem': (2,),
-    }
+    assert ds.modality_shapes == FUEL_SHAPES
     is_test = data.attribute('is_test')
     assert (int((~is_test).sum()), int(is_test.sum())) == (1578, 735)
     sites = data.attribute('site')

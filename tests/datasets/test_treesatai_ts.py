@@ -198,23 +198,19 @@ class TestTreeSatAITimeSeries:
         with pytest.raises(ValueError, match=f'Tila.*{TILIA}'):
             TreeSatAITimeSeries(root)
 
-    def test_truncated_h5(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize(
+        'kind,size', [('time series', 3000), ('aerial image', 2000)]
+    )
+    def test_truncated_file(self, kind: str, size: int, tmp_path: Path) -> None:
         root = copy_data(tmp_path)
-        path = h5_path(root, TILIA)
-        with open(path, 'rb') as f:
-            head = f.read(3000)
-        with open(path, 'wb') as f:
-            f.write(head)
+        match kind:
+            case 'time series':
+                path = Path(h5_path(root, TILIA))
+            case 'aerial image':
+                path = root / 'aerial' / f'{TILIA}.tif'
+        path.write_bytes(path.read_bytes()[:size])
         ds = make_dataset(root)
-        with pytest.raises(OSError, match=f'cannot read time series .*{TILIA}'):
-            ds[ds.names.index(TILIA)]
-
-    def test_truncated_aerial(self, tmp_path: Path) -> None:
-        root = copy_data(tmp_path)
-        path = root / 'aerial' / f'{TILIA}.tif'
-        path.write_bytes(path.read_bytes()[:2000])
-        ds = make_dataset(root)
-        with pytest.raises(OSError, match=f'cannot read aerial image .*{TILIA}'):
+        with pytest.raises(OSError, match=f'cannot read {kind} .*{TILIA}'):
             ds[ds.names.index(TILIA)]
 
     def test_aerial_bands(self, tmp_path: Path) -> None:

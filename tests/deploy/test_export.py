@@ -22,6 +22,7 @@ from torchgeo_colearn.deploy.export import (
 )
 from torchgeo_colearn.main import main
 
+from ..fakes import synthetic_args
 from .conftest import synthetic_task
 
 #: Exported models must reproduce the task within this (float32 arithmetic, other kernels).
@@ -159,25 +160,8 @@ def test_bad_format_and_metadata(tmp_path: Path) -> None:
 def test_cli_from_colearn_fit(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    main(
-        [
-            'fit',
-            '--config',
-            os.path.join('experiments', 'synthetic.yaml'),
-            '--trainer.accelerator',
-            'cpu',
-            '--trainer.max_epochs',
-            '1',
-            '--trainer.limit_train_batches',
-            '1',
-            '--trainer.limit_val_batches',
-            '1',
-            '--trainer.default_root_dir',
-            str(tmp_path),
-            '--data.init_args.num_samples',
-            '200',
-        ]
-    )
+    trainer = {'max_epochs': 1, 'limit_train_batches': 1, 'limit_val_batches': 1}
+    main(['fit', *synthetic_args(tmp_path, **trainer)])
     (checkpoint,) = glob.glob(str(tmp_path / '**' / '*.ckpt'), recursive=True)
     output = str(tmp_path / 's1.pt')
     main(

@@ -24,6 +24,7 @@ from torchgeo_colearn.datasets.cropharvest_layout import split_modalities
 from torchgeo_colearn.deploy import load_task
 from torchgeo_colearn.deploy.mapping import layout_of, map_cropharvest_export, map_image
 from torchgeo_colearn.main import main
+from torchgeo_colearn.trainers.colearn import CoLearnTask
 
 from .conftest import CROPHARVEST_GROUPS, EXPORTS, KENYA, REAL_TIF, synthetic_task
 
@@ -211,11 +212,15 @@ class TestImage:
         write_image(path, data, [f'channel_{i}' for i in range(4)], -9999)
         return path, data
 
+    @pytest.fixture
+    def task(self, tiny_timm: None) -> CoLearnTask:
+        """A task of a series and an image modality (tiny timm backbone)."""
+        return synthetic_task(modalities=('s1', 'img'))
+
     def test_tiles(
-        self, raster: tuple[str, np.ndarray], tmp_path: Path, tiny_timm: None
+        self, raster: tuple[str, np.ndarray], tmp_path: Path, task: CoLearnTask
     ) -> None:
         path, data = raster
-        task = synthetic_task(modalities=('s1', 'img'))
         output = str(tmp_path / 'map.tif')
         assert layout_of(path, task.training_inputs.modalities['img']) == 'image'  # type: ignore[union-attr]
         summary = map_image(
@@ -254,10 +259,9 @@ class TestImage:
         )
 
     def test_explicit_bands(
-        self, raster: tuple[str, np.ndarray], tmp_path: Path, tiny_timm: None
+        self, raster: tuple[str, np.ndarray], tmp_path: Path, task: CoLearnTask
     ) -> None:
         path, data = raster
-        task = synthetic_task(modalities=('s1', 'img'))
         output = str(tmp_path / 'map.tif')
         map_image(
             task,
@@ -285,11 +289,10 @@ class TestImage:
         self,
         raster: tuple[str, np.ndarray],
         tmp_path: Path,
-        tiny_timm: None,
+        task: CoLearnTask,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
         path, data = raster
-        task = synthetic_task(modalities=('s1', 'img'))
         trainer = Trainer(logger=False, accelerator='cpu')
         trainer.strategy.connect(task)
         checkpoint = str(tmp_path / 'task.ckpt')
@@ -330,10 +333,9 @@ class TestImage:
         assert layout_of(KENYA, None) == 'cropharvest'
 
     def test_free_tile_size(
-        self, raster: tuple[str, np.ndarray], tmp_path: Path, tiny_timm: None
+        self, raster: tuple[str, np.ndarray], tmp_path: Path, task: CoLearnTask
     ) -> None:
         path, _ = raster
-        task = synthetic_task(modalities=('s1', 'img'))
         record = task.training_inputs
         assert record is not None
         free = dataclasses.replace(record.modalities['img'], shape=(4, None, None))

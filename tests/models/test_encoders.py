@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import timm
 import torch
+from torch import Tensor
 from torchgeo.models import ResNet18_Weights
 
 from torchgeo_colearn.models import (
@@ -142,49 +143,49 @@ def test_register_custom_encoder() -> None:
         del ENCODERS['test_linear']
 
 
-def test_torchgeo_weights_by_name(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    # Offline: the weight's state dict comes from a local random resnet18 with 13 bands.
-    reference = timm.create_model('resnet18', in_chans=13, num_classes=0)
-    state = {k: v + 1 for k, v in reference.state_dict().items()}
-    state['fc.weight'] = torch.zeros(1000, 512)
+def moco_state_dict(monkeypatch: pytest.MonkeyPatch) -> dict[str, Tensor]:
+    """Serve the MoCo Sentinel-2 weights offline: a random 13-band resnet18's state dict.
+
+    Returns:
+        The state dict the weights will load; edit it in place to change what they load.
+    """
+    state: dict[str, Tensor] = timm.create_model(
+        'resnet18', in_chans=13, num_classes=0
+    ).state_dict()
     monkeypatch.setattr(
         type(ResNet18_Weights.SENTINEL2_ALL_MOCO),
         'get_state_dict',
         lambda self, progress: state,
     )
+    return state
+
+
+def moco_resnet18(in_channels: int) -> Encoder:
+    """A timm resnet18 encoder of 8 features with the MoCo Sentinel-2 weights, named in the config."""
+    config = {
+        'name': 'timm',
+        'model': 'resnet18',
+        'in_channels': in_channels,
+        'weights': 'ResNet18_Weights.SENTINEL2_ALL_MOCO',
+    }
+    return build_encoder(config, 8)
+
+
+def test_torchgeo_weights_by_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    state = moco_state_dict(monkeypatch)
+    state.update({k: v + 1 for k, v in state.items()})
+    state['fc.weight'] = torch.zeros(1000, 512)
     with pytest.warns(UserWarning, match='fc.weight'):
-        encoder = build_encoder(
-            {
-                'name': 'timm',
-                'model': 'resnet18',
-                'in_channels': 13,
-                'weights': 'ResNet18_Weights.SENTINEL2_ALL_MOCO',
-            },
-            8,
-        )
+        encoder = moco_resnet18(13)
     assert isinstance(encoder, TimmEncoder)
     loaded = encoder.backbone.state_dict()
     assert torch.equal(loaded['conv1.weight'], state['conv1.weight'])
 
 
 def test_torchgeo_weights_other_band_count(monkeypatch: pytest.MonkeyPatch) -> None:
-    reference = timm.create_model('resnet18', in_chans=13, num_classes=0)
-    state = reference.state_dict()
-    monkeypatch.setattr(
-        type(ResNet18_Weights.SENTINEL2_ALL_MOCO),
-        'get_state_dict',
-        lambda self, progress: state,
-    )
+    moco_state_dict(monkeypatch)
     with pytest.warns(UserWarning, match='conv1.weight'):
-        encoder = build_encoder(
-            {
-                'name': 'timm',
-                'model': 'resnet18',
-                'in_channels': 2,
-                'weights': 'ResNet18_Weights.SENTINEL2_ALL_MOCO',
-            },
-            8,
-        )
+        encoder = moco_resnet18(2)
     assert encoder(torch.randn(2, 2, 32, 32)).shape == (2, 8)

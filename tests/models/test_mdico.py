@@ -120,13 +120,7 @@ def make_pair(
         args.update(target_mean=50.0, target_std=10.0)
     torch.manual_seed(0)
     new = CoLearnTask(**args)
-    ref = reference.MDiCo(
-        configs,
-        4,
-        new.output_dim,
-        kwargs.get('head_hidden_dim'),
-        kwargs.get('shared_init', 'copy'),
-    )
+    ref = reference.MDiCo(new.hparams, new.output_dim)
     with torch.no_grad():  # move the batch-norm statistics off their initial values
         for name, buffer in ref.named_buffers():
             if 'running' in name:

@@ -28,7 +28,14 @@ from torchgeo_colearn.trainers import (
     check_predictor,
 )
 
-from ..fakes import direct_scores, fake_task, loader, make_dataset, make_trainer
+from ..fakes import (
+    direct_scores,
+    fake_task,
+    loader,
+    make_dataset,
+    make_trainer,
+    tiny_tempcnn,
+)
 
 TASKS: list[TaskType] = ['binary', 'multiclass', 'multilabel', 'regression']
 
@@ -117,21 +124,9 @@ def test_check_predictor_names_missing_members() -> None:
 # --------------------------------------------------------------------------------------------------
 
 ENCODERS = {
-    's1': {
-        'name': 'tempcnn',
-        'in_channels': 3,
-        'seq_len': 6,
-        'hidden_dim': 8,
-        'dense_dim': 16,
-    },
+    's1': tiny_tempcnn(3, 6),
     's2': {'name': 'mlp', 'in_features': 5, 'hidden_dims': [8]},
-    's3': {
-        'name': 'tempcnn',
-        'in_channels': 2,
-        'seq_len': 6,
-        'hidden_dim': 8,
-        'dense_dim': 16,
-    },
+    's3': tiny_tempcnn(2, 6),
 }
 
 METHODS: list[tuple[type[MultiModalTask], dict[str, Any]]] = [

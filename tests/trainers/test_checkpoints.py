@@ -4,7 +4,6 @@
 import random
 import zipfile
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -23,25 +22,15 @@ from torchgeo_colearn.trainers.checkpoints import (
     set_random_state,
 )
 
-from ..fakes import LinearTask, fake_task, loader, make_dataset, make_trainer
-
-ENCODERS: dict[str, dict[str, Any]] = {
-    's1': {
-        'name': 'tempcnn',
-        'in_channels': 3,
-        'seq_len': 12,
-        'hidden_dim': 8,
-        'dense_dim': 16,
-    },
-    's2': {
-        'name': 'tempcnn',
-        'in_channels': 3,
-        'seq_len': 12,
-        'hidden_dim': 8,
-        'dense_dim': 16,
-    },
-    'dem': {'name': 'mlp', 'in_features': 16, 'hidden_dims': [16]},
-}
+from ..fakes import (
+    TINY_ENCODERS,
+    LinearTask,
+    fake_checkpoint,
+    fake_task,
+    loader,
+    make_dataset,
+    make_trainer,
+)
 
 # --------------------------------------------------------------------------------------------------
 # Resume reproduces the uninterrupted fit
@@ -53,7 +42,7 @@ def fit_synthetic(
 ) -> tuple[CoLearnTask, float]:
     seed_everything(0)
     datamodule = SyntheticMultiSensorDataModule(num_samples=150, batch_size=16)
-    task = CoLearnTask(encoders=ENCODERS, num_classes=4, embed_dim=8)
+    task = CoLearnTask(encoders=TINY_ENCODERS, num_classes=4, embed_dim=8)
     trainer = Trainer(
         accelerator='cpu',
         max_epochs=epochs,
@@ -94,7 +83,7 @@ def test_random_states_round_trip() -> None:
 
 
 def test_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
-    path = save_fake_checkpoint(tmp_path)
+    path = fake_checkpoint(tmp_path)
     checkpoint = torch.load(path, weights_only=True)
     assert checkpoint[CHECKPOINT_KEY]['task'] == 'tests.fakes.LinearTask'
     assert set(checkpoint[CHECKPOINT_KEY]['random_state']) == {
@@ -106,7 +95,7 @@ def test_checkpoint_loads_with_weights_only(tmp_path: Path) -> None:
 
 
 def test_loading_for_test_leaves_the_random_state(tmp_path: Path) -> None:
-    path = save_fake_checkpoint(tmp_path)
+    path = fake_checkpoint(tmp_path)
     states = []
     for ckpt_path in (None, path):
         model = fake_task('multiclass')
@@ -127,22 +116,13 @@ def test_loading_for_test_leaves_the_random_state(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
-def save_fake_checkpoint(tmp_path: Path) -> Path:
-    model = fake_task('multiclass')
-    trainer = make_trainer(tmp_path, logger=False, limit_train_batches=1)
-    trainer.fit(model, loader(make_dataset('multiclass')))
-    path = tmp_path / 'fake.ckpt'
-    trainer.save_checkpoint(path)
-    return path
-
-
 def bad_file(tmp_path: Path, kind: str) -> Path:
     path = tmp_path / f'{kind}.ckpt'
     match kind:
         case 'empty':
             path.touch()
         case 'truncated':
-            data = save_fake_checkpoint(tmp_path).read_bytes()
+            data = fake_checkpoint(tmp_path).read_bytes()
             path.write_bytes(data[: len(data) // 2])
         case 'text':
             path.write_text('not a checkpoint\n')
@@ -197,7 +177,7 @@ def test_load_from_checkpoint_missing_file(tmp_path: Path) -> None:
 
 
 def test_load_from_checkpoint_of_another_task_class(tmp_path: Path) -> None:
-    path = save_fake_checkpoint(tmp_path)
+    path = fake_checkpoint(tmp_path)
     with pytest.raises(
         ValueError,
         match=r'fake\.ckpt: a checkpoint of tests\.fakes\.LinearTask, expected one of '
@@ -207,21 +187,21 @@ def test_load_from_checkpoint_of_another_task_class(tmp_path: Path) -> None:
 
 
 def test_resuming_another_task_class_names_the_checkpoint(tmp_path: Path) -> None:
-    path = save_fake_checkpoint(tmp_path)
+    path = fake_checkpoint(tmp_path)
     trainer = make_trainer(tmp_path, logger=False, max_epochs=2)
     with pytest.raises(
         ValueError,
         match=r'fake\.ckpt: a checkpoint of tests\.fakes\.LinearTask, expected one of Single',
     ):
         trainer.fit(
-            SingleModalityTask(encoders=ENCODERS, num_classes=4),
+            SingleModalityTask(encoders=TINY_ENCODERS, num_classes=4),
             loader(make_dataset('multiclass')),
             ckpt_path=path,
         )
 
 
 def test_good_checkpoint_loads_and_subclasses_accept_it(tmp_path: Path) -> None:
-    path = save_fake_checkpoint(tmp_path)
+    path = fake_checkpoint(tmp_path)
     original = torch.load(path, weights_only=True)['state_dict']
 
     class Derived(LinearTask):

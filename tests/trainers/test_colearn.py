@@ -16,28 +16,12 @@ from torchgeo_colearn.datasets import TensorMultiModalDataset
 from torchgeo_colearn.losses import nt_xent
 from torchgeo_colearn.metrics import TaskType
 
-ENCODERS: dict[str, dict[str, Any]] = {
-    's1': {
-        'name': 'tempcnn',
-        'in_channels': 3,
-        'seq_len': 12,
-        'hidden_dim': 8,
-        'dense_dim': 16,
-    },
-    's2': {
-        'name': 'tempcnn',
-        'in_channels': 3,
-        'seq_len': 12,
-        'hidden_dim': 8,
-        'dense_dim': 16,
-    },
-    'dem': {'name': 'mlp', 'in_features': 16, 'hidden_dims': [16]},
-}
+from ..fakes import TINY_ENCODERS
 
 
 def make_task(**kwargs: Any) -> CoLearnTask:
     args: dict[str, Any] = {
-        'encoders': ENCODERS,
+        'encoders': TINY_ENCODERS,
         'task': 'multiclass',
         'num_classes': 4,
         'embed_dim': 4,
@@ -74,7 +58,7 @@ class TestLossTerms:
         batch = make_batch()
         y = batch['label']
         losses = losses_of(task, batch)
-        reps = {m: task.model.encode(m, batch[f'image_{m}']) for m in ENCODERS}
+        reps = {m: task.model.encode(m, batch[f'image_{m}']) for m in TINY_ENCODERS}
         main = sum(
             F.cross_entropy(
                 task.model.main_heads[m](torch.cat([r.specific, r.shared], 1)), y
@@ -113,7 +97,7 @@ class TestLossTerms:
         task = make_task(discriminator_input='shared')
         task.eval()
         batch = make_batch()
-        reps = {m: task.model.encode(m, batch[f'image_{m}']) for m in ENCODERS}
+        reps = {m: task.model.encode(m, batch[f'image_{m}']) for m in TINY_ENCODERS}
         expected = torch.zeros(())
         for index, r in enumerate(reps.values()):
             target = torch.full((6,), index)
@@ -301,17 +285,18 @@ class TestBadInput:
 
     def test_one_modality_rejected(self) -> None:
         with pytest.raises(ValueError, match='at least 2 modalities'):
-            CoLearnTask(encoders={'s1': ENCODERS['s1']}, num_classes=4)
+            CoLearnTask(encoders={'s1': TINY_ENCODERS['s1']}, num_classes=4)
 
     def test_bad_encoder_name(self) -> None:
         with pytest.raises(ValueError, match="encoder name 'lstm' is not one of"):
             CoLearnTask(
-                encoders={'a': {'name': 'lstm'}, 'b': ENCODERS['s1']}, num_classes=4
+                encoders={'a': {'name': 'lstm'}, 'b': TINY_ENCODERS['s1']},
+                num_classes=4,
             )
 
     def test_missing_num_classes(self) -> None:
         with pytest.raises(ValueError, match='needs num_classes'):
-            CoLearnTask(encoders=ENCODERS)
+            CoLearnTask(encoders=TINY_ENCODERS)
 
     def test_training_needs_every_modality(self) -> None:
         task = make_task()
@@ -348,7 +333,7 @@ def test_task_types_fit_and_test(task_type: TaskType, tmp_path: Path) -> None:
         'multilabel': 'MacroF1Score',
         'regression': 'R2',
     }[task_type]
-    for modality in ENCODERS:
+    for modality in TINY_ENCODERS:
         assert f'test/{modality}/{main_metric}' in results
         assert math.isfinite(results[f'test/{modality}/{main_metric}'])
     assert {

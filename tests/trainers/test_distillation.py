@@ -14,6 +14,7 @@ from torchgeo_colearn.metrics import TaskType
 from torchgeo_colearn.trainers.distillation import DistillationTask, logit_distillation
 from torchgeo_colearn.trainers.fusion import FeatureFusionTask
 
+from ..fakes import make_trainer
 from .test_fusion import MODALITIES, TASK_TYPES, fit_and_score, make_batch, task_args
 
 
@@ -22,15 +23,7 @@ def teacher_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A FeatureFusionTask trained for one epoch, saved as a checkpoint."""
     root = tmp_path_factory.mktemp('teacher')
     checkpoint = ModelCheckpoint(dirpath=str(root), monitor='val_loss')
-    trainer = Trainer(
-        max_epochs=1,
-        accelerator='cpu',
-        logger=False,
-        callbacks=[checkpoint],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(root),
-    )
+    trainer = make_trainer(root, [checkpoint], logger=False, enable_checkpointing=True)
     datamodule = SyntheticMultiSensorDataModule(
         num_samples=64, modality_kinds=MODALITIES, batch_size=16, num_folds=4
     )
@@ -119,16 +112,7 @@ def test_checkpoint_teacher_frozen(teacher_checkpoint: str, tmp_path: Path) -> N
     datamodule = SyntheticMultiSensorDataModule(
         num_samples=64, modality_kinds=MODALITIES, batch_size=16, num_folds=4
     )
-    trainer = Trainer(
-        max_epochs=1,
-        accelerator='cpu',
-        logger=False,
-        enable_checkpointing=False,
-        callbacks=[mode],
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
+    trainer = make_trainer(tmp_path, [mode], logger=False)
     trainer.fit(model, datamodule)
     assert mode.modes and not any(mode.modes)
     for key, value in model.teacher.state_dict().items():
@@ -157,14 +141,7 @@ def test_checkpoint_reloads_without_the_teacher_file(
     copy.write_bytes(Path(teacher_checkpoint).read_bytes())
     model = DistillationTask(**task_args('multiclass'), teacher_checkpoint=str(copy))
     assert model.hparams['teacher_model']['fusion'] == 'mean'
-    trainer = Trainer(
-        max_epochs=1,
-        accelerator='cpu',
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
+    trainer = make_trainer(tmp_path, logger=False)
     datamodule = SyntheticMultiSensorDataModule(
         num_samples=64, modality_kinds=MODALITIES, batch_size=16, num_folds=4
     )

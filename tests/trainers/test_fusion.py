@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
 from torch import Tensor
 
 from torchgeo_colearn.datamodules.synthetic import SyntheticMultiSensorDataModule
@@ -20,25 +19,9 @@ from torchgeo_colearn.trainers.base import MultiModalTask
 from torchgeo_colearn.trainers.dropout import modality_dropout
 from torchgeo_colearn.trainers.fusion import FeatureFusionTask, InputFusionTask
 
-TASK_TYPES: list[TaskType] = ['binary', 'multiclass', 'multilabel', 'regression']
+from ..fakes import TINY_ENCODERS, make_trainer
 
-ENCODERS: dict[str, dict[str, Any]] = {
-    's1': {
-        'name': 'tempcnn',
-        'in_channels': 3,
-        'seq_len': 12,
-        'hidden_dim': 8,
-        'dense_dim': 16,
-    },
-    's2': {
-        'name': 'tempcnn',
-        'in_channels': 3,
-        'seq_len': 12,
-        'hidden_dim': 8,
-        'dense_dim': 16,
-    },
-    'dem': {'name': 'mlp', 'in_features': 16, 'hidden_dims': [16]},
-}
+TASK_TYPES: list[TaskType] = ['binary', 'multiclass', 'multilabel', 'regression']
 
 MODALITIES: dict[str, ModalityKind] = {
     's1': 'timeseries',
@@ -50,7 +33,7 @@ MODALITIES: dict[str, ModalityKind] = {
 def task_args(task_type: TaskType) -> dict[str, Any]:
     """Arguments every task takes, for a tiny model of a task type."""
     return {
-        'encoders': ENCODERS,
+        'encoders': TINY_ENCODERS,
         'task': task_type,
         'num_classes': 4 if task_type == 'multiclass' else None,
         'num_labels': 5 if task_type == 'multilabel' else None,
@@ -81,15 +64,7 @@ def fit_and_score(
         batch_size=16,
         num_folds=4,
     )
-    trainer = Trainer(
-        max_epochs=1,
-        accelerator='cpu',
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=str(tmp_path),
-    )
+    trainer = make_trainer(tmp_path, logger=False)
     trainer.fit(model, datamodule)
     trainer.test(model, datamodule, verbose=False)
     results = model.scenario_results['test']
@@ -178,13 +153,13 @@ class TestInputFusion:
         assert all(p.shape == (2, 3) for p in outputs.values())
 
     def test_different_lengths_rejected(self) -> None:
-        encoders = dict(ENCODERS, s2=dict(ENCODERS['s2'], seq_len=6))
+        encoders = dict(TINY_ENCODERS, s2=dict(TINY_ENCODERS['s2'], seq_len=6))
         with pytest.raises(ValueError, match='one fixed number of steps'):
             InputFusionTask(encoders=encoders, num_classes=4)
 
     def test_images_and_series_rejected(self) -> None:
         encoders = {
-            's1': ENCODERS['s1'],
+            's1': TINY_ENCODERS['s1'],
             'rgb': {'name': 'timm', 'model': 'resnet10t', 'in_channels': 3},
         }
         with pytest.raises(ValueError, match='FeatureFusionTask'):
@@ -200,11 +175,11 @@ class TestInputFusion:
         assert model.training and outputs == {} and model.training_scenarios() == []
         model.eval()
         losses, outputs = model.losses(inputs, model.encode(inputs), batch['label'])
-        assert set(outputs) == {(m,) for m in ENCODERS} | {tuple(ENCODERS)}
+        assert set(outputs) == {(m,) for m in TINY_ENCODERS} | {tuple(TINY_ENCODERS)}
         expected = model.predict_scenarios(batch, list(outputs))
         for scenario, raw in outputs.items():
             torch.testing.assert_close(model.postprocess(raw), expected[scenario])
-        per_scenario = [losses[f'{m}_loss'] for m in ENCODERS] + [
+        per_scenario = [losses[f'{m}_loss'] for m in TINY_ENCODERS] + [
             losses['s1+s2+dem_loss']
         ]
         torch.testing.assert_close(losses['loss'], torch.stack(per_scenario).mean())

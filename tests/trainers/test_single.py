@@ -5,14 +5,10 @@ import torch
 
 from torchgeo_colearn.trainers import SingleModalityTask
 
+from ..fakes import tiny_tempcnn
+
 ENCODERS = {
-    's1': {
-        'name': 'tempcnn',
-        'in_channels': 3,
-        'seq_len': 6,
-        'hidden_dim': 8,
-        'dense_dim': 16,
-    },
+    's1': tiny_tempcnn(3, 6),
     's2': {'name': 'mlp', 'in_features': 5, 'hidden_dims': [8]},
 }
 

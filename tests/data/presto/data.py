@@ -28,10 +28,23 @@ def arrays(rng: np.random.Generator, count: int, steps: int) -> np.ndarray:
     return x
 
 
+def calendar(rng: np.random.Generator, count: int, steps: int) -> dict[str, np.ndarray]:
+    """Month of each step (consecutive from a random start) and a Dynamic World class per step."""
+    months = (rng.integers(0, 12, count)[:, None] + np.arange(steps)) % 12
+    land_cover = rng.integers(0, 9, (count, steps)).astype(np.uint8)
+    return {'month': months.astype(np.int64), 'dynamic_world': land_cover}
+
+
+def save(folder: str, **arrays: np.ndarray) -> None:
+    """Write each array as ``<folder>/<name>.npy``."""
+    os.makedirs(folder, exist_ok=True)
+    for name, array in arrays.items():
+        np.save(os.path.join(folder, f'{name}.npy'), array)
+
+
 def fuel_moisture(rng: np.random.Generator) -> None:
     """40 samples of 8 sites (2 to 8 dates each), 3 steps; sites 0-5 train, 6-7 test."""
     folder = os.path.join(ROOT, 'fuel_moisture')
-    os.makedirs(folder, exist_ok=True)
     sizes = [8, 6, 5, 5, 4, 4, 4, 4]
     sites = np.repeat([f'Site {i}, CA' for i in range(len(sizes))], sizes)
     count = len(sites)
@@ -40,17 +53,14 @@ def fuel_moisture(rng: np.random.Generator) -> None:
     split = {f'Site {i}, CA': 'test' if i >= 6 else 'train' for i in range(len(sizes))}
     is_test = np.array([split[s] == 'test' for s in sites], dtype=np.int64)
     centres = {s: (rng.uniform(33, 45), rng.uniform(-122, -105)) for s in split}
-    latlon = np.array([centres[s] for s in sites])
-    np.save(os.path.join(folder, 's1_s2_era5_srtm.npy'), arrays(rng, count, 3))
-    np.save(os.path.join(folder, 'target.npy'), rng.uniform(40, 250, count))
-    np.save(os.path.join(folder, 'site.npy'), sites)
-    np.save(os.path.join(folder, 'is_test.npy'), is_test)
-    np.save(os.path.join(folder, 'latlon.npy'), latlon)
-    months = (rng.integers(0, 12, count)[:, None] + np.arange(3)) % 12
-    np.save(os.path.join(folder, 'month.npy'), months.astype(np.int64))
-    np.save(
-        os.path.join(folder, 'dynamic_world.npy'),
-        rng.integers(0, 9, (count, 3)).astype(np.uint8),
+    save(
+        folder,
+        s1_s2_era5_srtm=arrays(rng, count, 3),
+        target=rng.uniform(40, 250, count),
+        site=sites,
+        is_test=is_test,
+        latlon=np.array([centres[s] for s in sites]),
+        **calendar(rng, count, 3),
     )
     with open(os.path.join(folder, 'train_test_split.json'), 'w') as f:
         json.dump(split, f, indent=1)
@@ -58,25 +68,20 @@ def fuel_moisture(rng: np.random.Generator) -> None:
 
 def algae_blooms(rng: np.random.Generator) -> None:
     """30 samples, 12 steps, severity 1-5 (every class present), 20 train / 10 test."""
-    folder = os.path.join(ROOT, 'algae_blooms')
-    os.makedirs(folder, exist_ok=True)
     count = 30
     target = rng.permutation(
         np.concatenate([np.arange(1, 6), rng.integers(1, 5, count - 5)])
     )
     is_test = rng.permutation(np.repeat([0, 1], [20, 10])).astype(np.int64)
-    uid = np.array([f'a{i:03d}' for i in range(count)])
     latlon = np.stack([rng.uniform(30, 45, count), rng.uniform(-120, -75, count)], 1)
-    np.save(os.path.join(folder, 's1_s2_era5_srtm.npy'), arrays(rng, count, 12))
-    np.save(os.path.join(folder, 'target.npy'), target.astype(np.int64))
-    np.save(os.path.join(folder, 'is_test.npy'), is_test)
-    np.save(os.path.join(folder, 'uid.npy'), uid)
-    np.save(os.path.join(folder, 'latlon.npy'), latlon)
-    months = (rng.integers(0, 12, count)[:, None] + np.arange(12)) % 12
-    np.save(os.path.join(folder, 'month.npy'), months.astype(np.int64))
-    np.save(
-        os.path.join(folder, 'dynamic_world.npy'),
-        rng.integers(0, 9, (count, 12)).astype(np.uint8),
+    save(
+        os.path.join(ROOT, 'algae_blooms'),
+        s1_s2_era5_srtm=arrays(rng, count, 12),
+        target=target.astype(np.int64),
+        is_test=is_test,
+        uid=np.array([f'a{i:03d}' for i in range(count)]),
+        latlon=latlon,
+        **calendar(rng, count, 12),
     )
 
 
