@@ -26,6 +26,7 @@ from ..channel_stats import (
     stats_to_json,
 )
 from ..datasets.tensor import TensorMultiModalDataset
+from ..distributed import computed_on_rank_zero
 from ..labels import check_labels
 from ..metrics import TaskType
 from ..modality_info import ModalityInfo, unnamed_modality_info
@@ -254,9 +255,15 @@ class MultiModalDataModule(NonGeoDataModule):
         return modality_stats(batches, self.selected_modalities, self.stats_mode)
 
     def _ensure_normalizer(self) -> None:
-        """Build the normaliser from loaded, cached or freshly computed statistics."""
+        """Build the normaliser from loaded, cached or freshly computed statistics.
+
+        With several processes (DDP), rank 0 alone computes (or reads, or writes the cache of) the
+        statistics and sends them to the others, so that every process normalises alike.
+        """
         if self._stats is None:
-            self._stats = cached_stats(self.stats_path(), self.compute_stats)
+            self._stats = computed_on_rank_zero(
+                lambda: cached_stats(self.stats_path(), self.compute_stats)
+            )
         self.normalizer = ModalityNormalizer(self._stats, fill_nan=self.fill_nan)
 
     def setup(self, stage: str) -> None:

@@ -230,8 +230,10 @@ class CoLearnTask(MultiModalTask):
                 self.model.discriminator_unused(other),
             ]
         )
+        # float32 under mixed precision: a bfloat16 log-softmax loses the small probabilities
         return F.cross_entropy(
-            logits, self._modality_targets(reps[0].specific.shape[0], logits.device)
+            logits.float(),
+            self._modality_targets(reps[0].specific.shape[0], logits.device),
         )
 
     def _modality_targets(self, batch_size: int, device: torch.device) -> Tensor:

@@ -241,7 +241,7 @@ class DistillationTask(SingleModalityTask):
             ]
         ).sum()
         feature = torch.stack(
-            [F.mse_loss(features[m], hard) for m in self.modalities]
+            [F.mse_loss(features[m].float(), hard.float()) for m in self.modalities]
         ).sum()
         total = (
             student_terms['loss']

@@ -118,13 +118,14 @@ class ShaSpecTask(ModalityDropoutTask):
         count = len(self.modalities)
         pairs = [(0, 1)] if count == 2 else [(i, (i + 1) % count) for i in range(count)]
         shared = [features[m].shared for m in self.modalities]
+        # float32 under mixed precision, as every loss
         alignment = torch.stack(
-            [F.l1_loss(shared[i], shared[j]) for i, j in pairs]
+            [F.l1_loss(shared[i].float(), shared[j].float()) for i, j in pairs]
         ).mean()
         domain = torch.stack(
             [
                 F.cross_entropy(
-                    self.model.modality_classifier(features[m].specific),
+                    self.model.modality_classifier(features[m].specific).float(),
                     torch.full((target.shape[0],), index, device=target.device),
                 )
                 for index, m in enumerate(self.modalities)
