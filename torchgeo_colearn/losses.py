@@ -18,6 +18,18 @@ from .metrics import TaskType
 ContrastiveReduction = Literal['mean', 'sum_ordered']
 
 
+def at_least_float32(x: Tensor) -> Tensor:
+    """Promote half-precision values to float32, for losses computed under mixed precision.
+
+    Args:
+        x: Any floating-point tensor.
+
+    Returns:
+        *x* in float32 if it was float16 or bfloat16, else *x* itself (float64 stays float64).
+    """
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float) -> Tensor:
     """NT-Xent (InfoNCE) loss between two views of the same samples.
 
@@ -73,7 +85,9 @@ def _nt_xent(a: _Views, b: _Views, temperature: float) -> Tensor:
         The mean loss over the local anchors.
     """
     size, total = a.local.shape[0], a.every.shape[0]
-    logits = torch.cat([a.local, b.local]) @ torch.cat([a.every, b.every]).T
+    # float32 similarities also under mixed precision (autocast would multiply in half precision)
+    with torch.autocast(a.local.device.type, enabled=False):
+        logits = torch.cat([a.local, b.local]) @ torch.cat([a.every, b.every]).T
     logits = logits / temperature
     index = torch.arange(size, device=logits.device) + a.offset
     anchors = torch.arange(2 * size, device=logits.device)
