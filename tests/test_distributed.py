@@ -7,7 +7,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from lightning.pytorch import Trainer, seed_everything
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
@@ -168,14 +168,29 @@ def task() -> CoLearnTask:
     )
 
 
-def trainer(root: str, devices: int) -> Trainer:
+class SampleIds(Callback):
+    """Record the ids of the training samples of each epoch."""
+
+    def __init__(self) -> None:
+        self.ids: list[list[str]] = []
+
+    def on_train_epoch_start(self, trainer: Trainer, module: LightningModule) -> None:
+        self.ids.append([])
+
+    def on_train_batch_start(
+        self, trainer: Trainer, module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self.ids[-1].extend(batch['id'])
+
+
+def trainer(root: str, devices: int, callbacks: Sequence[Callback] = ()) -> Trainer:
     return Trainer(
         accelerator='cpu',
         devices=devices,
         strategy='ddp' if devices > 1 else 'auto',
         max_epochs=2,
         logger=False,
-        callbacks=[ModelCheckpoint(dirpath=root, monitor='val_loss')],
+        callbacks=[ModelCheckpoint(dirpath=root, monitor='val_loss'), *callbacks],
         default_root_dir=root,
         enable_progress_bar=False,
         enable_model_summary=False,
@@ -193,10 +208,19 @@ def lightning_checks(rank: int, port: int, root: str) -> None:
         LOCAL_RANK=str(rank),
         RANK=str(rank),
     )
+    # Lightning's distributed sampler needs the same PL_GLOBAL_SEED everywhere; the random state
+    # differs: DDP copies rank 0's weights, the datamodule draws rank 0's permutation
     seed_everything(0, verbose=False)
-    fit = trainer(root, devices=2)
+    torch.manual_seed(rank)
+    seen = SampleIds()
+    fit = trainer(root, devices=2, callbacks=[seen])
     data = datamodule(batch_size=10)
     fit.fit(task(), data)
+    # every epoch, the two processes trained on 120 distinct samples
+    both: list[Any] = [None, None]
+    dist.all_gather_object(both, seen.ids)
+    for first, second in zip(*both, strict=True):
+        assert len(set(first) | set(second)) == len(first) + len(second) == 120
     # the rank-0 statistics are every process's
     stats = [torch.cat(pair) for pair in data._stats.values()]  # type: ignore[union-attr]
     both = sum_across_processes(torch.cat(stats))
