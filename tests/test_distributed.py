@@ -50,7 +50,7 @@ def run_two_processes(worker: Callable[..., None], *args: Any) -> None:
 
     A failure in a worker is raised here with its traceback.
     """
-    context = mp.start_processes(
+    context = mp.start_processes(  # type: ignore[attr-defined]
         worker, args=args, nprocs=2, join=False, start_method='spawn'
     )
     deadline = time.monotonic() + TIMEOUT
@@ -89,7 +89,8 @@ def contrastive_checks(rank: int, port: int) -> None:
     x = torch.randn(2 * batch, 5, generator=torch.Generator().manual_seed(1))
     model = Embeddings()
     # the reference: one process, the 2B samples (not initialised yet: no gathering)
-    reference = {r: loss_and_gradients(model, x, r) for r in ('mean', 'sum_ordered')}
+    reductions: tuple[ContrastiveReduction, ...] = ('mean', 'sum_ordered')
+    reference = {r: loss_and_gradients(model, x, r) for r in reductions}
     dist.init_process_group(
         'gloo',
         init_method=f'tcp://127.0.0.1:{port}',
@@ -223,8 +224,8 @@ def lightning_checks(rank: int, port: int, root: str) -> None:
         assert len(set(first) | set(second)) == len(first) + len(second) == 120
     # the rank-0 statistics are every process's
     stats = [torch.cat(pair) for pair in data._stats.values()]  # type: ignore[union-attr]
-    both = sum_across_processes(torch.cat(stats))
-    torch.testing.assert_close(both, 2 * torch.cat(stats))
+    total = sum_across_processes(torch.cat(stats))
+    torch.testing.assert_close(total, 2 * torch.cat(stats))
     (logged,) = fit.test(ckpt_path='best', datamodule=data, verbose=False)
     if rank == 0:
         with open(os.path.join(root, 'ddp.json'), 'w') as f:
