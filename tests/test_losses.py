@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from torchgeo_colearn.losses import TaskLoss, contrastive_loss, nt_xent
+from torchgeo_colearn.losses import (
+    TaskLoss,
+    at_least_float32,
+    contrastive_loss,
+    nt_xent,
+)
 
 
 def nt_xent_by_hand(a: list[list[float]], b: list[list[float]], tau: float) -> float:
@@ -113,3 +118,25 @@ def test_nt_xent_lower_for_aligned_views() -> None:
     aligned = a + 0.05 * torch.randn(8, 4, generator=generator)
     shuffled = aligned.roll(1, dims=0)
     assert nt_xent(a, aligned, 0.1) < nt_xent(a, shuffled, 0.1)
+
+
+@pytest.mark.parametrize(
+    ('dtype', 'expected'),
+    [
+        (torch.bfloat16, torch.float32),
+        (torch.float16, torch.float32),
+        (torch.float32, torch.float32),
+        (torch.float64, torch.float64),
+    ],
+)
+def test_at_least_float32(dtype: torch.dtype, expected: torch.dtype) -> None:
+    assert at_least_float32(torch.ones(2, dtype=dtype)).dtype == expected
+
+
+def test_nt_xent_in_float32_under_bf16_autocast() -> None:
+    z_a, z_b = torch.randn(2, 6, 3).unbind()
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        loss = nt_xent(z_a.bfloat16(), z_b.bfloat16(), 0.1)
+    assert loss.dtype == torch.float32
+    expected = nt_xent(z_a.bfloat16().float(), z_b.bfloat16().float(), 0.1)
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-6)

@@ -5,16 +5,29 @@
 
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .distributed import gather_batches
 from .metrics import TaskType
 
 #: How the contrastive loss combines the modality pairs.
 ContrastiveReduction = Literal['mean', 'sum_ordered']
+
+
+def at_least_float32(x: Tensor) -> Tensor:
+    """Promote half-precision values to float32, for losses computed under mixed precision.
+
+    Args:
+        x: Any floating-point tensor.
+
+    Returns:
+        *x* in float32 if it was float16 or bfloat16, else *x* itself (float64 stays float64).
+    """
+    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float) -> Tensor:
@@ -22,7 +35,15 @@ def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float) -> Tensor:
 
     Both views are concatenated (2B embeddings); for each embedding, the positive is the same sample in
     the other view and the negatives are the other 2B - 2 embeddings, from both views (the MDiCo
-    authors' formulation, as in SimCLR). Similarities are cosine similarities divided by the temperature.
+    authors' formulation, as in SimCLR). Similarities are cosine similarities divided by the
+    temperature, computed in float32 (also under mixed precision).
+
+    With several processes (``torch.distributed`` initialised, e.g. by Lightning's DDP), the views
+    of every process are gathered with their gradients (:func:`~torchgeo_colearn.distributed.\
+    gather_batches`): the anchors are this process's 2B embeddings, the negatives come from the global
+    batch of N samples (2N - 2 per anchor), and the loss is the mean over the local anchors. The mean of
+    this loss over W processes with batches of B samples each is then the loss of one process holding
+    the W B samples, and so is the gradient after DDP averages the processes' gradients.
 
     Args:
         z_a: Embeddings of the first view, shape (B, d).
@@ -30,14 +51,49 @@ def nt_xent(z_a: Tensor, z_b: Tensor, temperature: float) -> Tensor:
         temperature: Softmax temperature tau.
 
     Returns:
-        The mean loss over the 2B anchors, a scalar. Symmetric in (z_a, z_b).
+        The mean loss over the 2B (local) anchors, a scalar. Symmetric in (z_a, z_b).
     """
-    batch_size = z_a.shape[0]
-    z = F.normalize(torch.cat([z_a, z_b]).float(), dim=1)
-    logits = z @ z.T / temperature
-    logits.fill_diagonal_(float('-inf'))
-    targets = torch.arange(2 * batch_size, device=z.device).roll(batch_size)
-    return F.cross_entropy(logits, targets)
+    return _nt_xent(_Views.of(z_a), _Views.of(z_b), temperature)
+
+
+class _Views(NamedTuple):
+    """A view's normalised float32 embeddings, local and gathered from every process."""
+
+    #: This process's (B, d) embeddings.
+    local: Tensor
+    #: Every process's (N, d) embeddings, in rank order.
+    every: Tensor
+    #: Index of this process's first sample in ``every``.
+    offset: int
+
+    @classmethod
+    def of(cls, z: Tensor) -> '_Views':
+        local = F.normalize(z.float(), dim=1)
+        every, offset = gather_batches(local)
+        return cls(local, every, offset)
+
+
+def _nt_xent(a: _Views, b: _Views, temperature: float) -> Tensor:
+    """NT-Xent of :func:`nt_xent` on normalised, gathered views.
+
+    Args:
+        a: The first view.
+        b: The second view.
+        temperature: Softmax temperature tau.
+
+    Returns:
+        The mean loss over the local anchors.
+    """
+    size, total = a.local.shape[0], a.every.shape[0]
+    # float32 similarities also under mixed precision (autocast would multiply in half precision)
+    with torch.autocast(a.local.device.type, enabled=False):
+        logits = torch.cat([a.local, b.local]) @ torch.cat([a.every, b.every]).T
+    logits = logits / temperature
+    index = torch.arange(size, device=logits.device) + a.offset
+    anchors = torch.arange(2 * size, device=logits.device)
+    # an anchor is not its own negative; its positive is the same sample in the other view
+    logits[anchors, torch.cat([index, index + total])] = float('-inf')
+    return F.cross_entropy(logits, torch.cat([index + total, index]))
 
 
 def contrastive_loss(
@@ -46,6 +102,9 @@ def contrastive_loss(
     reduction: ContrastiveReduction = 'mean',
 ) -> Tensor:
     """Contrastive loss between the shared embeddings of every pair of modalities.
+
+    Across processes, the negatives come from the global batch (see :func:`nt_xent`); each
+    modality's embeddings are gathered once.
 
     Args:
         shared: Modality mapped to its shared embedding, shape (B, d); at least two modalities.
@@ -63,8 +122,9 @@ def contrastive_loss(
     if len(shared) < 2:
         msg = f'the contrastive loss needs at least two modalities, got {list(shared)}'
         raise ValueError(msg)
-    pairs = itertools.combinations(shared.values(), 2)
-    losses = torch.stack([nt_xent(a, b, temperature) for a, b in pairs])
+    views = [_Views.of(z) for z in shared.values()]
+    pairs = itertools.combinations(views, 2)
+    losses = torch.stack([_nt_xent(a, b, temperature) for a, b in pairs])
     match reduction:
         case 'mean':
             return losses.mean()

@@ -163,3 +163,26 @@ def test_dropout() -> None:
     assert torch.equal(dropout.eval()(x), x)
     assert torch.equal(Dropout(1.0)(x), torch.zeros_like(x))
     assert torch.equal(Dropout(0.0)(x), x)
+
+
+def test_grouped_linear_follows_autocast() -> None:
+    layer = GroupedLinear(3, 4, groups=2)
+    x = torch.randn(5, 6, requires_grad=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = layer(x)
+        # the same operands in bfloat16 as autocast gives F.linear, group by group
+        expected = torch.cat(
+            [
+                F.linear(p, w, b)
+                for p, w, b in zip(
+                    x.chunk(2, -1), layer.weight.chunk(2), layer.bias.chunk(2)
+                )
+            ],
+            -1,
+        )
+    assert out.dtype == expected.dtype == torch.bfloat16
+    torch.testing.assert_close(out, expected)
+    out.float().sum().backward()
+    # the parameters and the input keep float32 gradients
+    assert layer.weight.grad is not None and layer.weight.grad.dtype == torch.float32
+    assert x.grad is not None and x.grad.dtype == torch.float32

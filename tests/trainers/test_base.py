@@ -1,6 +1,7 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -449,3 +450,64 @@ def test_input_fusion_representations_per_modality() -> None:
     assert set(reps) == {'s1', 's3'}
     assert all(r['features'].shape == (4, 16) for r in reps.values())
     assert not torch.allclose(reps['s1']['features'], reps['s3']['features'])
+
+
+# --------------------------------------------------------------------------------------------------
+# Every method: mixed precision
+# --------------------------------------------------------------------------------------------------
+
+
+class StepLosses(Callback):
+    """Record the training loss of every step and the dtype of the encoders' outputs."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+        self.dtypes: set[torch.dtype] = set()
+
+    def on_train_batch_end(
+        self,
+        trainer: Trainer,
+        module: LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        self.losses.append(float(outputs['loss']))
+
+    def on_fit_start(self, trainer: Trainer, module: LightningModule) -> None:
+        for encoder in module.modules():
+            if isinstance(encoder, Encoder):
+                encoder.register_forward_hook(
+                    lambda _, __, out: self.dtypes.add(out.dtype)
+                )
+
+
+@pytest.mark.parametrize(
+    ('method', 'options'), METHODS, ids=lambda v: getattr(v, '__name__', '')
+)
+def test_bf16_mixed_precision_trains_without_nan(
+    tmp_path: Path, method: type[MultiModalTask], options: dict[str, Any]
+) -> None:
+    arguments = {
+        'encoders': ENCODERS,
+        'task': 'multiclass',
+        'num_classes': 3,
+        'embed_dim': 8,
+        # a large rate: a few steps move the weights far enough to show an overflow
+        'lr': 0.05,
+    }
+    model = method(**{**arguments, **options})
+    dataset = method_dataset(model.modalities, size=48)
+    steps = StepLosses()
+    trainer = make_trainer(
+        tmp_path, [steps], logger=False, precision='bf16-mixed', max_epochs=2
+    )
+    trainer.fit(model, loader(dataset), loader(dataset))
+    # the encoders ran in bfloat16 (input fusion's stems only reshape the float32 inputs); the
+    # losses (computed in float32) stayed finite
+    assert torch.bfloat16 in steps.dtypes
+    assert len(steps.losses) == 6
+    assert all(math.isfinite(loss) for loss in steps.losses), steps.losses
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    assert all(math.isfinite(v) for k, v in logged.items() if 'loss' in k), logged
+    assert logged['val_loss'] > 0

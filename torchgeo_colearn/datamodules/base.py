@@ -31,6 +31,7 @@ from ..channel_stats import (
     stats_to_json,
 )
 from ..datasets.tensor import TensorMultiModalDataset
+from ..distributed import computed_on_rank_zero, world_size
 from ..labels import check_labels
 from ..metrics import TaskType
 from ..modality_info import ModalityInfo, unnamed_modality_info
@@ -259,9 +260,15 @@ class MultiModalDataModule(NonGeoDataModule):
         return modality_stats(batches, self.selected_modalities, self.stats_mode)
 
     def _ensure_normalizer(self) -> None:
-        """Build the normaliser from loaded, cached or freshly computed statistics."""
+        """Build the normaliser from loaded, cached or freshly computed statistics.
+
+        With several processes (DDP), rank 0 alone computes (or reads, or writes the cache of) the
+        statistics and sends them to the others, so that every process normalises alike.
+        """
         if self._stats is None:
-            self._stats = cached_stats(self.stats_path(), self.compute_stats)
+            self._stats = computed_on_rank_zero(
+                lambda: cached_stats(self.stats_path(), self.compute_stats)
+            )
         self.normalizer = ModalityNormalizer(self._stats, fill_nan=self.fill_nan)
 
     def setup(self, stage: str) -> None:
@@ -463,6 +470,9 @@ class MultiModalDataModule(NonGeoDataModule):
         so that tiny splits still train; with the checks of :meth:`setup`, no training batch holds
         a single sample.
 
+        In-memory datasets are batched by a batch sampler; with several processes (DDP), Lightning
+        deals its batches out to them, so the training permutation is drawn from a seed of rank 0.
+
         Args:
             split: Either 'train', 'val', 'test' or 'predict'.
 
@@ -474,7 +484,16 @@ class MultiModalDataModule(NonGeoDataModule):
         train = split == 'train'
         drop_last = train and len(dataset) > batch_size
         if isinstance(dataset, TensorMultiModalDataset):
-            order = RandomSampler(dataset) if train else SequentialSampler(dataset)
+            generator = None
+            if train and world_size() > 1:
+                # Lightning deals the batches out to the processes: all must draw the same permutation
+                seed = computed_on_rank_zero(lambda: int(torch.randint(2**62, ())))
+                generator = torch.Generator().manual_seed(seed)
+            order = (
+                RandomSampler(dataset, generator=generator)
+                if train
+                else SequentialSampler(dataset)
+            )
             sampler = BatchSampler(order, batch_size, drop_last=drop_last)
             view = BatchView(dataset, self.selected_modalities)
             return DataLoader(view, batch_size=None, sampler=sampler)

@@ -123,6 +123,12 @@ def grouped_linear(
             -1,
         )
     flat = x.reshape(-1, x.shape[-1])
+    device = flat.device.type
+    if torch.is_autocast_enabled(device):
+        # autocast does not reach into custom functions: cast as it casts F.linear's operands
+        dtype = torch.get_autocast_dtype(device)
+        flat, weight = flat.to(dtype), weight.to(dtype)
+        bias = None if bias is None else bias.to(dtype)
     out: Tensor = _GroupedLinearFunction.apply(flat, weight, bias, groups)
     return out.view(*x.shape[:-1], -1)
 

@@ -569,7 +569,8 @@ class MultiModalTask(CheckpointedTask, ABC):
                 means['train_loss_epoch'] = means.pop('train_loss')
             self.log_dict(means, sync_dist=True)
         if scores:
-            self.log_dict(scores)
+            # the scores are already those of every process; sync_dist averages equal values
+            self.log_dict(scores, sync_dist=True)
             self.scenario_results[stage] = scores_by_scenario(to_floats(scores), stage)
 
     def on_train_epoch_end(self) -> None:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from typing_extensions import override
 
-from ..losses import ContrastiveReduction, contrastive_loss
+from ..losses import ContrastiveReduction, at_least_float32, contrastive_loss
 from ..models.mdico import Encoding, MDiCo, Representation
 from ..scenarios import Scenario
 from .base import MultiModalTask
@@ -230,8 +230,10 @@ class CoLearnTask(MultiModalTask):
                 self.model.discriminator_unused(other),
             ]
         )
+        # float32 under mixed precision: a bfloat16 log-softmax loses the small probabilities
         return F.cross_entropy(
-            logits, self._modality_targets(reps[0].specific.shape[0], logits.device)
+            at_least_float32(logits),
+            self._modality_targets(reps[0].specific.shape[0], logits.device),
         )
 
     def _modality_targets(self, batch_size: int, device: torch.device) -> Tensor:

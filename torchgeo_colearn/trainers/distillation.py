@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from typing_extensions import override
 
+from ..losses import at_least_float32
 from ..metrics import TaskType
 from ..models.fusion import FeatureFusionModel, FusionName
 from .fusion import FeatureFusionTask
@@ -241,7 +242,10 @@ class DistillationTask(SingleModalityTask):
             ]
         ).sum()
         feature = torch.stack(
-            [F.mse_loss(features[m], hard) for m in self.modalities]
+            [
+                F.mse_loss(at_least_float32(features[m]), at_least_float32(hard))
+                for m in self.modalities
+            ]
         ).sum()
         total = (
             student_terms['loss']

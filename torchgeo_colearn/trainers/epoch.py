@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..distributed import sum_across_processes
 from ..metrics import ScenarioScores, TaskType
 from ..scenarios import Scenario, metric_key, scenario_name
 
@@ -19,7 +20,9 @@ class EpochAccumulator(nn.Module):
     """Loss sums and scenario scores per stage, accumulated on the device and computed once per epoch.
 
     The steps only add device tensors (no synchronisation with the host); :meth:`compute` gives the
-    epoch means of the loss terms and the scenario scores, then resets the stage.
+    epoch means of the loss terms and the scenario scores, then resets the stage. With several
+    processes (DDP), both cover the samples of every process: the loss sums and sample counts are
+    summed over the processes, and the scores gather their predictions (torchmetrics list states).
     """
 
     def __init__(
@@ -95,11 +98,21 @@ class EpochAccumulator(nn.Module):
         sums = self._sums.pop(stage, {})
         count = self._counts.pop(stage, 0) if report else 0
         scores = self.stage_scores(stage)
-        means = (
-            {f'{stage}_{name}': total / count for name, total in sums.items()}
-            if count
-            else {}
-        )
+        means: dict[str, Tensor] = {}
+        if count:
+            # one collective for every term and the count: the means of the samples of every process
+            totals = sum_across_processes(
+                torch.stack(
+                    [
+                        *(total.float() for total in sums.values()),
+                        torch.tensor(float(count), device=scores.device),
+                    ]
+                )
+            )
+            means = {
+                f'{stage}_{name}': total / totals[-1]
+                for name, total in zip(sums, totals)
+            }
         logged: dict[str, Tensor] = {}
         if count and scores.scenarios and scores.update_count:
             logged = {

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from typing_extensions import override
 
+from ..losses import at_least_float32
 from ..models.shaspec import ShaSpecModel
 from .dropout import ModalityDropoutTask
 from .interface import Features
@@ -113,13 +114,19 @@ class ShaSpecTask(ModalityDropoutTask):
         count = len(self.modalities)
         pairs = [(0, 1)] if count == 2 else [(i, (i + 1) % count) for i in range(count)]
         shared = [features[m].shared for m in self.modalities]
+        # float32 under mixed precision, as every loss
         alignment = torch.stack(
-            [F.l1_loss(shared[i], shared[j]) for i, j in pairs]
+            [
+                F.l1_loss(at_least_float32(shared[i]), at_least_float32(shared[j]))
+                for i, j in pairs
+            ]
         ).mean()
         domain = torch.stack(
             [
                 F.cross_entropy(
-                    self.model.modality_classifier(features[m].specific),
+                    at_least_float32(
+                        self.model.modality_classifier(features[m].specific)
+                    ),
                     torch.full((target.shape[0],), index, device=target.device),
                 )
                 for index, m in enumerate(self.modalities)
