@@ -12,6 +12,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from ..models.shaspec import ShaSpecModel
+from .checks import check_non_negative
 from .dropout import ModalityDropoutTask
 from .interface import Features
 
@@ -77,13 +78,9 @@ class ShaSpecTask(ModalityDropoutTask):
         Raises:
             ValueError: On a negative weight or an invalid option.
         """
-        for name, value in (
-            ('alignment_weight', alignment_weight),
-            ('domain_weight', domain_weight),
-        ):
-            if value < 0:
-                msg = f'{name} must be >= 0, got {value}'
-                raise ValueError(msg)
+        check_non_negative(
+            alignment_weight=alignment_weight, domain_weight=domain_weight
+        )
         super().__init__(**kwargs)
 
     def configure_models(self) -> None:
