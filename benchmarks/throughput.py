@@ -509,6 +509,28 @@ def worker(threads: int) -> None:
 # --------------------------------------------------------------------------------------------------
 
 
+def worker_call(script: str, root: str, threads: int, *args: str) -> dict[str, Any]:
+    """Return the subprocess arguments that run *script* as a worker over the package at *root*.
+
+    Args:
+        script: Path of the benchmark script whose ``--worker`` mode runs.
+        root: Repository root whose ``torchgeo_colearn`` the worker imports.
+        threads: CPU threads of the worker's math libraries.
+        *args: The worker's own options.
+
+    Returns:
+        ``args``, ``cwd`` and ``env`` for :class:`subprocess.Popen` or :func:`subprocess.run`.
+    """
+    env = {
+        **os.environ,
+        'PYTHONPATH': root,
+        'OMP_NUM_THREADS': str(threads),
+        'MKL_NUM_THREADS': str(threads),
+    }
+    command = [sys.executable, os.path.abspath(script), '--worker', *args]
+    return {'args': command, 'cwd': root, 'env': env}
+
+
 class Worker:
     """A worker process importing the package from one source tree."""
 
@@ -522,22 +544,8 @@ class Worker:
         Raises:
             RuntimeError: If the worker imported the package from elsewhere.
         """
-        env = {
-            **os.environ,
-            'PYTHONPATH': root,
-            'OMP_NUM_THREADS': str(threads),
-            'MKL_NUM_THREADS': str(threads),
-        }
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                os.path.abspath(__file__),
-                '--worker',
-                '--threads',
-                str(threads),
-            ],
-            cwd=root,
-            env=env,
+            **worker_call(__file__, root, threads, '--threads', str(threads)),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,

@@ -20,10 +20,9 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import time
 
-from throughput import REPO, checkout, cpu_model, describe, spread
+from throughput import REPO, checkout, cpu_model, describe, spread, worker_call
 
 #: The 0.1 release: the last revision before one encoder pass per batch.
 DEFAULT_BASELINE = '96206ac'
@@ -72,17 +71,8 @@ def run_worker(root: str, epochs: int) -> list[float]:
     Returns:
         The validation-epoch times in seconds.
     """
-    env = {**os.environ, 'PYTHONPATH': root, 'OMP_NUM_THREADS': '1'}
     done = subprocess.run(
-        [
-            sys.executable,
-            os.path.abspath(__file__),
-            '--worker',
-            '--epochs',
-            str(epochs),
-        ],
-        cwd=root,
-        env=env,
+        **worker_call(__file__, root, 1, '--epochs', str(epochs)),
         capture_output=True,
         text=True,
         check=False,

@@ -26,6 +26,7 @@ from torchgeo_colearn.deploy.mapping import layout_of, map_cropharvest_export, m
 from torchgeo_colearn.main import main
 from torchgeo_colearn.trainers.colearn import CoLearnTask
 
+from ..data.cropharvest_export.data import write
 from .conftest import CROPHARVEST_GROUPS, EXPORTS, KENYA, REAL_TIF, synthetic_task
 
 pytestmark = pytest.mark.filterwarnings('ignore:.*have no.*:UserWarning')
@@ -186,22 +187,6 @@ class TestCropHarvestExport:
         assert values.shape == (3, 17, 17) and not np.isnan(values).any()
 
 
-def write_image(path: str, data: np.ndarray, names: list[str], nodata: float) -> None:
-    profile = {
-        'driver': 'GTiff',
-        'dtype': 'float32',
-        'count': data.shape[0],
-        'height': data.shape[1],
-        'width': data.shape[2],
-        'crs': 'EPSG:32631',
-        'transform': from_origin(500000, 1000000, 10, 10),
-        'nodata': nodata,
-    }
-    with rasterio.open(path, 'w', **profile) as dst:
-        dst.write(data)
-        dst.descriptions = tuple(names)
-
-
 class TestImage:
     @pytest.fixture
     def raster(self, tmp_path: Path) -> tuple[str, np.ndarray]:
@@ -209,7 +194,14 @@ class TestImage:
         data = rng.normal(0, 1, (4, 20, 19)).astype(np.float32)
         data[:, :8, :8] = -9999  # one whole tile is missing
         path = str(tmp_path / 'image.tif')
-        write_image(path, data, [f'channel_{i}' for i in range(4)], -9999)
+        write(
+            path,
+            data,
+            [f'channel_{i}' for i in range(4)],
+            from_origin(500000, 1000000, 10, 10),
+            crs='EPSG:32631',
+            nodata=-9999,
+        )
         return path, data
 
     @pytest.fixture

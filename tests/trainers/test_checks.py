@@ -11,9 +11,20 @@ from torch import Tensor
 
 from torchgeo_colearn import CoLearnTask
 from torchgeo_colearn.metrics import TaskType
-from torchgeo_colearn.trainers.checks import BatchChecks, explain_batch_norm
+from torchgeo_colearn.trainers.checks import (
+    BatchChecks,
+    check_non_negative,
+    explain_batch_norm,
+)
 
 from ..fakes import fake_task, loader, make_dataset, make_trainer
+
+
+def test_check_non_negative_names_the_first_negative_option() -> None:
+    check_non_negative(a=0.0, b=2.0)
+    with pytest.raises(ValueError, match=r'^b must be >= 0, got -0\.5$'):
+        check_non_negative(a=1.0, b=-0.5, c=-1.0)
+
 
 # --------------------------------------------------------------------------------------------------
 # Targets: every batch on the CPU, naming the key, the sample, its id and the value

@@ -5,7 +5,7 @@
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, cast
 
 from torch import Tensor, nn
 
@@ -127,3 +127,44 @@ def build_encoder(config: Mapping[str, Any], out_dim: int, copies: int = 1) -> E
     except TypeError as error:
         msg = f'bad arguments for encoder {name!r} ({kwargs}): {error}'
         raise TypeError(msg) from error
+
+
+class ModalityEncoders(nn.Module):
+    """One encoder per modality, all of one output size: the base of models with one (B, D) feature per modality."""
+
+    def __init__(self, encoders: Mapping[str, Mapping[str, Any]], width: int) -> None:
+        """Initialize a new ModalityEncoders instance.
+
+        Args:
+            encoders: Modality mapped to its encoder config (see :func:`build_encoder`).
+            width: Output size D of every encoder.
+        """
+        super().__init__()
+        self.modalities = tuple(encoders)
+        self.encoders = nn.ModuleDict(
+            {m: build_encoder(config, width) for m, config in encoders.items()}
+        )
+
+    def encoder(self, modality: str) -> Encoder:
+        """Return the encoder of a modality.
+
+        Args:
+            modality: A modality name.
+
+        Returns:
+            The encoder.
+        """
+        return cast(Encoder, self.encoders[modality])
+
+    def encode(
+        self, inputs: Mapping[str, tuple[Tensor, Tensor | None]]
+    ) -> dict[str, Tensor]:
+        """Encode each available modality with its own encoder.
+
+        Args:
+            inputs: Modality mapped to (input (B, *input_shape), validity mask (B, T) or None).
+
+        Returns:
+            Modality mapped to (B, D) features.
+        """
+        return {m: self.encoders[m](x, valid) for m, (x, valid) in inputs.items()}

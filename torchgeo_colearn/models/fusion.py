@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeAlias, cast
 import torch
 from torch import Tensor, nn
 
-from .encoder import Encoder, build_encoder
+from .encoder import Encoder, ModalityEncoders, build_encoder
 from .head import Head
 
 #: How feature-level fusion combines the features of the available modalities.
@@ -230,7 +230,7 @@ class InputFusionModel(nn.Module):
         return out
 
 
-class FeatureFusionModel(nn.Module):
+class FeatureFusionModel(ModalityEncoders):
     """Per-modality encoders, a fusion of the available features, and one head.
 
     Fusion of the features f_m (B, D) of the available modalities:
@@ -260,41 +260,15 @@ class FeatureFusionModel(nn.Module):
         Raises:
             ValueError: If *fusion* is unknown.
         """
-        super().__init__()
         if fusion not in ('mean', 'gated'):
             msg = f"fusion must be 'mean' or 'gated', got {fusion!r}"
             raise ValueError(msg)
+        super().__init__(encoders, width)
         self.fusion = fusion
-        self.modalities = tuple(encoders)
-        self.encoders = nn.ModuleDict(
-            {m: build_encoder(config, width) for m, config in encoders.items()}
-        )
         self.gates = nn.ModuleDict(
             {m: nn.Linear(width, 1) for m in encoders} if fusion == 'gated' else {}
         )
         self.head = Head(width, output_dim, head_hidden_dim)
-
-    def encoder(self, modality: str) -> Encoder:
-        """Return the encoder of a modality.
-
-        Args:
-            modality: A modality name.
-
-        Returns:
-            The encoder.
-        """
-        return cast(Encoder, self.encoders[modality])
-
-    def encode(self, inputs: Mapping[str, ModalityInput]) -> dict[str, Tensor]:
-        """Encode each available modality.
-
-        Args:
-            inputs: Modality mapped to (input, validity mask).
-
-        Returns:
-            Modality mapped to (B, D) features.
-        """
-        return {m: self.encoders[m](x, valid) for m, (x, valid) in inputs.items()}
 
     def fuse(
         self, features: Mapping[str, Tensor], keep: Mapping[str, Tensor] | None = None

@@ -8,11 +8,11 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from .encoder import Encoder, build_encoder
+from .encoder import ModalityEncoders
 from .head import Head
 
 
-class SingleModalityModels(nn.Module):
+class SingleModalityModels(ModalityEncoders):
     """One model (encoder + head) per modality; the models share nothing."""
 
     def __init__(
@@ -31,39 +31,10 @@ class SingleModalityModels(nn.Module):
             output_dim: Size of the raw task output (1 for binary and regression).
             head_hidden_dim: Hidden width of the heads, or None for linear heads.
         """
-        super().__init__()
-        self.encoders = nn.ModuleDict(
-            {m: build_encoder(config, width) for m, config in encoders.items()}
-        )
+        super().__init__(encoders, width)
         self.heads = nn.ModuleDict(
             {m: Head(width, output_dim, head_hidden_dim) for m in encoders}
         )
-
-    def encoder(self, modality: str) -> Encoder:
-        """Return the encoder of a modality.
-
-        Args:
-            modality: A modality name.
-
-        Returns:
-            The encoder.
-        """
-        encoder = self.encoders[modality]
-        assert isinstance(encoder, Encoder)
-        return encoder
-
-    def encode(
-        self, inputs: Mapping[str, tuple[Tensor, Tensor | None]]
-    ) -> dict[str, Tensor]:
-        """Encode each available modality with its own encoder.
-
-        Args:
-            inputs: Modality mapped to (input (B, *input_shape), validity mask (B, T) or None).
-
-        Returns:
-            Modality mapped to (B, width) features.
-        """
-        return {m: self.encoders[m](x, valid) for m, (x, valid) in inputs.items()}
 
     def predict(self, modality: str, features: Tensor) -> Tensor:
         """Apply the head of a modality.

@@ -56,6 +56,21 @@ def check_task_options(
             raise ValueError(msg)
 
 
+def check_non_negative(**values: float) -> None:
+    """Check that options such as loss weights are not negative.
+
+    Args:
+        **values: Option name mapped to its value.
+
+    Raises:
+        ValueError: Naming the first negative option.
+    """
+    for name, value in values.items():
+        if value < 0:
+            msg = f'{name} must be >= 0, got {value}'
+            raise ValueError(msg)
+
+
 def describe_value(value: float) -> str:
     """Name a non-finite value the way users write it.
 

@@ -14,6 +14,7 @@ from typing_extensions import override
 from ..losses import at_least_float32
 from ..metrics import TaskType
 from ..models.fusion import FeatureFusionModel, FusionName
+from .checks import check_non_negative
 from .fusion import FeatureFusionTask
 from .interface import Features, Inputs, LossOutput
 from .single import SingleModalityTask
@@ -125,14 +126,11 @@ class DistillationTask(SingleModalityTask):
             FileNotFoundError: If *teacher_checkpoint* does not exist (and *teacher_model* is not
                 given).
         """
-        for name, value in (
-            ('temperature', temperature),
-            ('logit_weight', logit_weight),
-            ('feature_weight', feature_weight),
-        ):
-            if value < 0:
-                msg = f'{name} must be >= 0, got {value}'
-                raise ValueError(msg)
+        check_non_negative(
+            temperature=temperature,
+            logit_weight=logit_weight,
+            feature_weight=feature_weight,
+        )
         super().__init__(**kwargs)
 
     def configure_models(self) -> None:

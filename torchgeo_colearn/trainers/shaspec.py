@@ -13,6 +13,7 @@ from typing_extensions import override
 
 from ..losses import at_least_float32
 from ..models.shaspec import ShaSpecModel
+from .checks import check_non_negative
 from .dropout import ModalityDropoutTask
 from .interface import Features
 
@@ -78,13 +79,9 @@ class ShaSpecTask(ModalityDropoutTask):
         Raises:
             ValueError: On a negative weight or an invalid option.
         """
-        for name, value in (
-            ('alignment_weight', alignment_weight),
-            ('domain_weight', domain_weight),
-        ):
-            if value < 0:
-                msg = f'{name} must be >= 0, got {value}'
-                raise ValueError(msg)
+        check_non_negative(
+            alignment_weight=alignment_weight, domain_weight=domain_weight
+        )
         super().__init__(**kwargs)
 
     def configure_models(self) -> None:

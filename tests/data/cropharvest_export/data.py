@@ -7,11 +7,12 @@
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import rasterio
-from rasterio.transform import from_origin
+from rasterio.transform import Affine, from_origin
 
 from torchgeo_colearn.datasets.cropharvest_export import (
     DYNAMIC_BANDS,
@@ -59,20 +60,29 @@ def bands(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
     return data
 
 
-def write(path: str, data: np.ndarray, west: float, north: float) -> None:
-    profile = {
-        'driver': 'GTiff',
-        'dtype': 'float64',
-        'count': data.shape[0],
-        'height': data.shape[1],
-        'width': data.shape[2],
-        'crs': 'EPSG:4326',
-        'transform': from_origin(west, north, PIXEL, PIXEL),
-        'compress': 'lzw',
-    }
-    with rasterio.open(path, 'w', **profile) as dst:
+def write(
+    path: str,
+    data: np.ndarray,
+    names: Sequence[str],
+    transform: Affine,
+    crs: str = 'EPSG:4326',
+    **profile: Any,
+) -> None:
+    """Write a (C, H, W) array as a GeoTIFF whose band descriptions are *names*."""
+    with rasterio.open(
+        path,
+        'w',
+        driver='GTiff',
+        dtype=data.dtype,
+        count=data.shape[0],
+        height=data.shape[1],
+        width=data.shape[2],
+        crs=crs,
+        transform=transform,
+        **profile,
+    ) as dst:
         dst.write(data)
-        dst.descriptions = tuple(NAMES)
+        dst.descriptions = tuple(names)
 
 
 def main() -> None:
@@ -92,7 +102,13 @@ def main() -> None:
             data[-1, :, 1] = (
                 np.nan
             )  # no slope in the label's column: the mean slope fills it
-        write(os.path.join(ROOT, name), data, west, north)
+        write(
+            os.path.join(ROOT, name),
+            data,
+            NAMES,
+            from_origin(west, north, PIXEL, PIXEL),
+            compress='lzw',
+        )
         index, dataset = name.split('_')[0].split('-', 1)
         # the label point: inside the label pixel, off its centre
         lat = north - (row + 0.3) * PIXEL
