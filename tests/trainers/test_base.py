@@ -169,19 +169,22 @@ def count_calls(
             handle.remove()
 
 
+#: The task arguments shared by the per-method tests (each method adds its own options).
+TINY_MULTICLASS: dict[str, Any] = {
+    'encoders': ENCODERS,
+    'task': 'multiclass',
+    'num_classes': 3,
+    'embed_dim': 8,
+}
+
+
 @pytest.mark.parametrize(
     ('method', 'options'), METHODS, ids=lambda v: getattr(v, '__name__', '')
 )
 def test_encoders_run_once_per_evaluation_batch(
     tmp_path: Path, method: type[MultiModalTask], options: dict[str, Any]
 ) -> None:
-    arguments = {
-        'encoders': ENCODERS,
-        'task': 'multiclass',
-        'num_classes': 3,
-        'embed_dim': 8,
-    }
-    model = method(**{**arguments, **options})
+    model = method(**{**TINY_MULTICLASS, **options})
     dataset = method_dataset(model.modalities)
     # every encoder of the method's own networks (a distillation teacher is part of its loss)
     encoders = {
@@ -488,15 +491,8 @@ class StepLosses(Callback):
 def test_bf16_mixed_precision_trains_without_nan(
     tmp_path: Path, method: type[MultiModalTask], options: dict[str, Any]
 ) -> None:
-    arguments = {
-        'encoders': ENCODERS,
-        'task': 'multiclass',
-        'num_classes': 3,
-        'embed_dim': 8,
-        # a large rate: a few steps move the weights far enough to show an overflow
-        'lr': 0.05,
-    }
-    model = method(**{**arguments, **options})
+    # a large rate: a few steps move the weights far enough to show an overflow
+    model = method(**{**TINY_MULTICLASS, 'lr': 0.05, **options})
     dataset = method_dataset(model.modalities, size=48)
     steps = StepLosses()
     trainer = make_trainer(
