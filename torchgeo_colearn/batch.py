@@ -20,6 +20,11 @@ A sample (and a batch) is a flat dict:
 * ``valid_<modality>``: optional bool tensor (T,) marking the valid (not padded, not missing) time steps
   of a time-series modality. It deliberately avoids kornia's ``mask_`` prefix so that geometric
   augmentations leave it alone.
+* ``present_<modality>``: optional bool scalar per sample ((B,) per batch), False where the sample lacks
+  the modality (a cloudy season, a sensor not yet launched, a missing file). The absent samples'
+  ``image_<modality>`` rows hold zeros after normalisation and are never read: every loss, baseline
+  and score uses only the samples that have the modality. A batch without the key has the modality
+  for every sample.
 * ``label``: the target, int64 scalar (binary, multi-class), float (L,) multi-hot (multi-label) or float
   scalar (regression).
 * metadata: ``id``, ``lat``, ``lon``, ``year``, ``time``, ``site``, ``date`` and ``doy_<modality>``.
@@ -39,6 +44,9 @@ IMAGE_PREFIX = 'image_'
 
 #: Prefix of the key that holds the per-time-step validity of a modality.
 VALID_PREFIX = 'valid_'
+
+#: Prefix of the key that marks which samples hold a modality.
+PRESENT_PREFIX = 'present_'
 
 #: Prefix of the key that holds the day of year of each time step of a modality.
 DOY_PREFIX = 'doy_'
@@ -76,6 +84,18 @@ def valid_key(modality: str) -> str:
         ``'valid_<modality>'``.
     """
     return f'{VALID_PREFIX}{modality}'
+
+
+def present_key(modality: str) -> str:
+    """Return the batch key of the per-sample presence of a modality.
+
+    Args:
+        modality: Modality name, e.g. ``'s2'``.
+
+    Returns:
+        ``'present_<modality>'``.
+    """
+    return f'{PRESENT_PREFIX}{modality}'
 
 
 def modalities_in(batch: Mapping[str, Any]) -> tuple[str, ...]:
@@ -121,14 +141,15 @@ def check_keys(batch: Mapping[str, Any], modalities: Iterable[str]) -> None:
         modalities: The modalities a model knows.
 
     Raises:
-        KeyError: If a key is neither a known modality, its validity or day-of-year mask, metadata, nor
+        KeyError: If a key is neither a known modality, its validity, presence or day-of-year mask,
+            metadata, nor
             TorchGeo's fused ``image`` (:data:`FUSED_IMAGE_KEY`, ignored).
     """
     known = set(modalities)
     for key in batch:
         if key == FUSED_IMAGE_KEY:
             continue
-        for prefix in (IMAGE_PREFIX, VALID_PREFIX, DOY_PREFIX):
+        for prefix in (IMAGE_PREFIX, VALID_PREFIX, PRESENT_PREFIX, DOY_PREFIX):
             if key.startswith(prefix):
                 if key.removeprefix(prefix) not in known:
                     msg = (
@@ -141,7 +162,7 @@ def check_keys(batch: Mapping[str, Any], modalities: Iterable[str]) -> None:
             if key not in METADATA_KEYS:
                 msg = (
                     f'unknown batch key {key!r}: expected image_<modality> with a modality in '
-                    f'{sorted(known)}, valid_<modality>, doy_<modality> or one of '
+                    f'{sorted(known)}, valid_<modality>, present_<modality>, doy_<modality> or one of '
                     f'{sorted(METADATA_KEYS)}'
                 )
                 raise KeyError(msg)
