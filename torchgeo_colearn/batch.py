@@ -142,8 +142,7 @@ def check_keys(batch: Mapping[str, Any], modalities: Iterable[str]) -> None:
 
     Raises:
         KeyError: If a key is neither a known modality, its validity, presence or day-of-year mask,
-            metadata, nor
-            TorchGeo's fused ``image`` (:data:`FUSED_IMAGE_KEY`, ignored).
+            metadata, nor TorchGeo's fused ``image`` (:data:`FUSED_IMAGE_KEY`, ignored).
     """
     known = set(modalities)
     for key in batch:
