@@ -24,9 +24,10 @@ from torchgeo_colearn.metrics import (
     metric_target,
 )
 from torchgeo_colearn.models import Encoder
+from torchgeo_colearn.presence import ModalityInput
 from torchgeo_colearn.scenarios import Scenario
 from torchgeo_colearn.trainers.base import MultiModalTask
-from torchgeo_colearn.trainers.interface import LossOutput, ModalityInput
+from torchgeo_colearn.trainers.interface import LossOutput
 
 #: The fake data sets, one folder each (``tests/data/<name>``).
 FAKE_DATA = os.path.join(os.path.dirname(__file__), 'data')

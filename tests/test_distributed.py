@@ -29,6 +29,7 @@ from torchgeo_colearn.distributed import (
     world_size,
 )
 from torchgeo_colearn.losses import ContrastiveReduction, contrastive_loss
+from torchgeo_colearn.presence import Presence
 from torchgeo_colearn.trainers import CoLearnTask
 
 #: Seconds a two-process test may take before its processes are killed (spawning imports torch).
@@ -111,6 +112,17 @@ def contrastive_checks(rank: int, port: int) -> None:
             # DDP averages the gradients of the processes: the gradient of the 2B loss
             for got, expected in zip(averaged, gradients):
                 torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+        # samples that lack a modality: rank 1 holds no sample of the pairs with 'b', yet it joins
+        # every gather and its backward (no deadlock), and both processes get finite gradients
+        holds_b = torch.tensor([True, False, True, False]) & (rank == 0)
+        presence = Presence(batch, {'b': holds_b})
+        parallel.zero_grad()
+        embeddings = parallel(local)
+        shared = {m: presence.select(z, (m,)) for m, z in embeddings.items()}
+        partial = contrastive_loss(shared, 0.5, 'mean', presence)
+        partial.backward()
+        assert torch.isfinite(partial)
+        assert all(torch.isfinite(p.grad).all() for p in parallel.parameters())  # type: ignore[arg-type]
         # batches of different sizes gather in rank order; each process gets its rows' summed gradient
         rows = torch.full((rank + 2, 3), float(rank + 1), requires_grad=True)
         gathered, offset = gather_batches(rows)

@@ -4,7 +4,7 @@
 """Loss terms of MDiCo and of the baselines."""
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import torch
@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from .distributed import gather_batches
 from .metrics import TaskType
+from .presence import Presence
 
 #: How the contrastive loss combines the modality pairs.
 ContrastiveReduction = Literal['mean', 'sum_ordered']
@@ -100,18 +101,25 @@ def contrastive_loss(
     shared: Mapping[str, Tensor],
     temperature: float,
     reduction: ContrastiveReduction = 'mean',
+    presence: Presence | None = None,
 ) -> Tensor:
     """Contrastive loss between the shared embeddings of every pair of modalities.
 
     Across processes, the negatives come from the global batch (see :func:`nt_xent`); each
     modality's embeddings are gathered once.
 
+    With samples that lack modalities (*presence*), the term of a pair uses the samples that hold
+    both modalities, as anchors and as negatives, and the reduction runs over the pairs that some
+    sample of the batch holds; a batch in which no sample holds two modalities gives 0.
+
     Args:
-        shared: Modality mapped to its shared embedding, shape (B, d); at least two modalities.
+        shared: Modality mapped to its shared embedding, shape (B_m, d): the rows of the B_m samples
+            that hold the modality (B_m = B without *presence*); at least two modalities.
         temperature: Softmax temperature tau.
         reduction: 'mean' over the M(M-1)/2 unordered pairs (default), or 'sum_ordered' over the
             M(M-1) ordered pairs, which reproduces the MDiCo authors' code (each symmetric pair counted
             twice, no averaging).
+        presence: Which samples of the batch hold which modality; None when all hold all.
 
     Returns:
         A scalar loss.
@@ -122,14 +130,70 @@ def contrastive_loss(
     if len(shared) < 2:
         msg = f'the contrastive loss needs at least two modalities, got {list(shared)}'
         raise ValueError(msg)
-    views = [_Views.of(z) for z in shared.values()]
-    pairs = itertools.combinations(views, 2)
-    losses = torch.stack([_nt_xent(a, b, temperature) for a, b in pairs])
+    pairs = list(itertools.combinations(shared, 2))
+    if presence is None or presence.complete:
+        views = {m: _Views.of(z) for m, z in shared.items()}
+        return _reduce(
+            [_nt_xent(views[a], views[b], temperature) for a, b in pairs], reduction
+        )
+    losses, unheld = [], []
+    for a, b in pairs:
+        view_a, view_b = (
+            _Views.of(presence.restrict(shared[m], m, (a, b))) for m in (a, b)
+        )
+        if view_a.local.shape[0]:
+            losses.append(_nt_xent(view_a, view_b, temperature))
+        else:
+            # 0, kept in the graph: the backward of a gather is a collective every process joins
+            unheld.append((view_a.every.sum() + view_b.every.sum()) * 0.0)
+    held = [_reduce(losses, reduction)] if losses else []
+    return torch.stack(held + unheld).sum()
+
+
+def _reduce(losses: Sequence[Tensor], reduction: ContrastiveReduction) -> Tensor:
+    """Combine the losses of the modality pairs.
+
+    Args:
+        losses: One scalar per unordered pair.
+        reduction: 'mean' over the pairs, or 'sum_ordered' (twice their sum).
+
+    Returns:
+        A scalar.
+    """
+    stacked = torch.stack(list(losses))
     match reduction:
         case 'mean':
-            return losses.mean()
+            return stacked.mean()
         case 'sum_ordered':
-            return 2 * losses.sum()
+            return 2 * stacked.sum()
+
+
+def modality_mean(
+    loss: Callable[[Tensor, Tensor], Tensor],
+    outputs: Sequence[Tensor],
+    targets: Sequence[Tensor],
+    same_samples: bool,
+) -> Tensor:
+    """Mean over modalities of a loss computed on each modality's samples.
+
+    Args:
+        loss: A mean loss of (outputs, targets), e.g. a :class:`TaskLoss`.
+        outputs: Per modality, the (N_m, ...) outputs of the samples that hold it.
+        targets: Per modality, the (N_m, ...) targets of those samples.
+        same_samples: Whether every modality holds the same samples (no sample lacks one). The
+            loss is then computed once on the stacked outputs, which gives the mean of the
+            per-modality means, also for class-weighted losses (their normaliser depends on the
+            targets only, which are the same for every modality).
+
+    Returns:
+        The mean of the losses of the modalities that hold a sample (0 if none does).
+    """
+    if same_samples:
+        return loss(torch.cat(list(outputs)), torch.cat(list(targets)))
+    values = [loss(o, t) for o, t in zip(outputs, targets) if o.shape[0]]
+    if not values:
+        return torch.cat(list(outputs)).sum() * 0.0
+    return torch.stack(values).mean()
 
 
 class TaskLoss(nn.Module):

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from ..batch import image_key, valid_key
 from ..channel_stats import Stats, stats_from_json, stats_to_json
 from ..modality_info import ModalityInfo
+from ..presence import Inputs, Presence
 from ..transforms import ModalityNormalizer
 
 if TYPE_CHECKING:
@@ -398,9 +399,8 @@ class RawInputModel(nn.Module):
         """
         key = image_key(self.modality)
         batch = self.normalizer({key: x.float()})
-        features = self.task.encode(
-            {self.modality: (batch[key], batch.get(valid_key(self.modality)))}
-        )
+        inputs = {self.modality: (batch[key], batch.get(valid_key(self.modality)))}
+        features = self.task.encode(Inputs(inputs, Presence(x.shape[0])))
         raw = self.task.predict_from(features, (self.modality,))
         return self.task.postprocess(raw)
 

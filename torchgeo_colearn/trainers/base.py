@@ -16,6 +16,7 @@ from ..deploy.inputs import predict_raw, record_training_inputs
 from ..losses import TaskLoss
 from ..metrics import TaskType
 from ..models import Encoder
+from ..presence import Inputs, Presence
 from ..scenarios import (
     Scenario,
     check_predictable,
@@ -27,11 +28,12 @@ from .checkpoints import CheckpointedTask
 from .checks import (
     BatchChecks,
     check_plateau_validation,
+    check_presence,
     check_task_options,
     explain_batch_norm,
 )
 from .epoch import STAGES, EpochAccumulator, to_floats
-from .interface import Features, Inputs, LossOutput, ModalityInput, MultiModalNetwork
+from .interface import Features, LossOutput, MultiModalNetwork
 from .optimization import OptimizerName, SchedulerName, optimization
 
 
@@ -245,7 +247,7 @@ class MultiModalTask(CheckpointedTask, ABC):
         require_all: bool = False,
         defer_nan_check: bool = False,
         batch_idx: int = 0,
-    ) -> dict[str, ModalityInput]:
+    ) -> Inputs:
         """Validate a batch and extract each training modality's input.
 
         Args:
@@ -255,8 +257,9 @@ class MultiModalTask(CheckpointedTask, ABC):
             batch_idx: Index of the batch, named by a deferred error.
 
         Returns:
-            Modality mapped to (input, validity mask or None), in training order (see
-            :meth:`.checks.BatchChecks.modality_inputs`, which also lists the errors raised).
+            Modality mapped to (input, validity mask or None), in training order, on the samples that
+            hold the modality (see :meth:`.checks.BatchChecks.modality_inputs`, which also lists the
+            errors raised).
         """
         return self.batch_checks.modality_inputs(
             batch,
@@ -288,27 +291,35 @@ class MultiModalTask(CheckpointedTask, ABC):
         """Predict one scenario from encoded modalities.
 
         Args:
-            features: Output of :meth:`encode`, holding at least the scenario's modalities.
+            features: Output of :meth:`encode`, holding at least the scenario's modalities, each on
+                the same samples (:meth:`scenario_output` passes the samples that hold every modality
+                of the scenario).
             scenario: The available modalities.
 
         Returns:
-            Raw outputs: logits (B,) / (B, K) / (B, L), or standardised values (B,).
+            Raw outputs: logits (N,) / (N, K) / (N, L), or standardised values (N,), for the N samples
+            of the features.
         """
 
     @abstractmethod
     def losses(self, inputs: Inputs, features: Features, target: Tensor) -> LossOutput:
         """Compute the objective of a batch (training, and the validation loss).
 
+        Each term uses only the samples it concerns when the batch marks samples that lack a
+        modality (``inputs.presence``; :mod:`torchgeo_colearn.presence`): a modality's inputs and features hold the
+        rows of the samples that have it, and a term with no sample contributes nothing.
+
         Args:
             inputs: Every training modality's input (for terms that need more than the features,
                 e.g. a distillation teacher).
             features: Output of :meth:`encode` for every training modality.
-            target: The batch targets.
+            target: The (B,) or (B, L) targets of the whole batch.
 
         Returns:
             The loss terms (``'loss'`` is the total that is minimised; the others are logged) and the raw
-            outputs of the scenarios the objective computed (scenario mapped to (B, ...) raw outputs),
-            reused for the scores instead of being predicted again.
+            outputs of the scenarios the objective computed (scenario mapped to raw outputs on the
+            samples that hold the scenario's modalities), reused for the scores instead of being
+            predicted again.
         """
 
     def training_scenarios(self) -> list[Scenario]:
@@ -400,9 +411,45 @@ class MultiModalTask(CheckpointedTask, ABC):
         check_predictable(
             scenarios, list(inputs), self.supports_fusion, type(self).__name__
         )
-        needed = {m for scenario in scenarios for m in scenario}
-        features = self.encode({m: inputs[m] for m in self.modalities if m in needed})
-        return {s: self.postprocess(self.predict_from(features, s)) for s in scenarios}
+        features = self.encode(inputs.subset(m for s in scenarios for m in s))
+        return {s: self.prediction(features, inputs.presence, s) for s in scenarios}
+
+    def scenario_output(
+        self, features: Features, presence: Presence, scenario: Scenario
+    ) -> Tensor:
+        """Predict a scenario on the samples that hold all its modalities.
+
+        Args:
+            features: Output of :meth:`encode`, each modality on the samples that hold it.
+            presence: Which samples hold which modality.
+            scenario: The scenario.
+
+        Returns:
+            Raw outputs (see :meth:`predict_from`) of the samples that hold every modality of the
+            scenario (all of the batch's samples when none is marked as lacking one).
+        """
+        if not presence.complete:
+            features = {
+                m: presence.restrict(features[m], m, scenario) for m in scenario
+            }
+        return self.predict_from(features, scenario)
+
+    def prediction(
+        self, features: Features, presence: Presence, scenario: Scenario
+    ) -> Tensor:
+        """Predict a scenario for every sample of a batch, NaN for the samples that cannot be.
+
+        Args:
+            features: Output of :meth:`encode`, each modality on the samples that hold it.
+            presence: Which samples hold which modality.
+            scenario: The scenario.
+
+        Returns:
+            Predictions (see :meth:`postprocess`) with the batch's B rows; the rows of samples that
+            lack one of the scenario's modalities are NaN.
+        """
+        raw = self.scenario_output(features, presence, scenario)
+        return presence.expand(self.postprocess(raw), scenario, float('nan'))
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
         """Predict from each modality present in the batch, alone.
@@ -412,11 +459,12 @@ class MultiModalTask(CheckpointedTask, ABC):
                 ``{'image_s1': x}`` with x of shape (B, *input_shape).
 
         Returns:
-            Modality mapped to its prediction (see :meth:`postprocess`).
+            Modality mapped to its prediction (see :meth:`postprocess`); NaN for the samples that
+            lack the modality (``present_<modality>``).
         """
         inputs = self.modality_inputs(batch)
         features = self.encode(inputs)
-        return {m: self.postprocess(self.predict_from(features, (m,))) for m in inputs}
+        return {m: self.prediction(features, inputs.presence, (m,)) for m in inputs}
 
     # ----------------------------------------------------------------------------------------------
     # Deployment: the logic lives in torchgeo_colearn.deploy (docs/deploy.md)
@@ -476,7 +524,9 @@ class MultiModalTask(CheckpointedTask, ABC):
         inputs = self.modality_inputs(
             batch, require_all=True, defer_nan_check=True, batch_idx=batch_idx
         )
-        batch_size = next(iter(inputs.values()))[0].shape[0]
+        presence = inputs.presence
+        check_presence(batch, presence, self.modalities)
+        batch_size = presence.size
         target = self.batch_checks.check_target(
             batch,
             batch_size,
@@ -486,7 +536,8 @@ class MultiModalTask(CheckpointedTask, ABC):
             f'{type(self).__name__}, {stage}',
             batch_idx,
         )
-        with explain_batch_norm(batch_size):
+        single = [m for m in presence.masks if presence.count((m,)) == 1]
+        with explain_batch_norm(batch_size, single):
             features = self.encode(inputs)
             terms, outputs = self.losses(inputs, features, target)
         if stage == 'train':
@@ -494,18 +545,21 @@ class MultiModalTask(CheckpointedTask, ABC):
         self.epoch.add_losses(stage, terms, batch_size)
         scores = self.epoch.stage_scores(stage)
         if scores.scenarios:
+            predictions, available = {}, {}
             with torch.no_grad():
-                predictions = {
-                    scenario_name(s): self.postprocess(
-                        (
-                            outputs[s]
-                            if s in outputs
-                            else self.predict_from(features, s)
-                        ).detach()
+                for s in self.scored_scenarios(stage):
+                    raw = (
+                        outputs[s]
+                        if s in outputs
+                        else self.scenario_output(features, presence, s)
                     )
-                    for s in self.scored_scenarios(stage)
-                }
-            scores.update(predictions, target)
+                    name = scenario_name(s)
+                    predictions[name] = presence.expand(
+                        self.postprocess(raw.detach()), s, 0.0
+                    )
+                    if (mask := presence.mask(s)) is not None:
+                        available[name] = mask
+            scores.update(predictions, target, available)
         return terms['loss']
 
     @override
@@ -539,12 +593,13 @@ class MultiModalTask(CheckpointedTask, ABC):
 
         Returns:
             Scenario name mapped to its prediction (see :meth:`postprocess`); a single modality's
-            scenario is named after the modality, e.g. ``{'s1': ..., 's2': ..., 's1+s2': ...}``.
+            scenario is named after the modality, e.g. ``{'s1': ..., 's2': ..., 's1+s2': ...}``. The
+            samples that lack one of a scenario's modalities get NaN.
         """
         inputs = self.modality_inputs(batch, defer_nan_check=True, batch_idx=batch_idx)
         features = self.encode(inputs)
         return {
-            scenario_name(s): self.postprocess(self.predict_from(features, s))
+            scenario_name(s): self.prediction(features, inputs.presence, s)
             for s in self.scenarios()
             if set(s) <= set(inputs)
         }

@@ -15,6 +15,7 @@ from torch import Tensor
 from ..batch import check_keys, image_key, modalities_in, valid_key
 from ..metrics import TaskType
 from ..models import Encoder
+from ..presence import Inputs, Presence
 
 #: The batch key of the targets.
 LABEL_KEY = 'label'
@@ -102,6 +103,33 @@ def describe_sample(batch: Mapping[str, Any], row: int) -> str:
     if isinstance(value, Tensor):
         value = value.item()
     return f'sample {row} (id {value!r})'
+
+
+def check_presence(
+    batch: Mapping[str, Any], presence: Presence, modalities: Sequence[str]
+) -> None:
+    """Check that every sample of a batch holds at least one modality.
+
+    Args:
+        batch: The batch, for the sample ``id``.
+        presence: Which samples hold which modality.
+        modalities: The modalities of the batch.
+
+    Raises:
+        ValueError: Naming the first sample that holds none.
+    """
+    held = presence.matrix(modalities)
+    if held is None:
+        return
+    empty = ~held.any(1)
+    if empty.any():
+        row = int(torch.nonzero(empty)[0])
+        msg = (
+            f'{describe_sample(batch, row)} holds none of the modalities {list(modalities)} '
+            f'(present_<modality> is False for each); leave such samples out (the datamodules do, '
+            f'see their min_modalities option)'
+        )
+        raise ValueError(msg)
 
 
 def check_target_layout(
@@ -291,6 +319,7 @@ class BatchChecks:
         batch: Mapping[str, Any],
         defer: bool,
         batch_idx: int = 0,
+        rows: Tensor | None = None,
     ) -> None:
         """Check that an input holds no missing value (NaN, ``inf``, ``-inf``).
 
@@ -300,6 +329,7 @@ class BatchChecks:
             batch: The batch, for the sample ``id``.
             defer: Allow deferring the check (:meth:`defers`); direct calls of the model check now.
             batch_idx: Index of the batch, named by deferred messages.
+            rows: Optional (B,) bool mask of the samples to check (those that hold the modality).
 
         Raises:
             ValueError: If *x* holds NaN or ``inf`` (checked now).
@@ -307,6 +337,8 @@ class BatchChecks:
         if not x.is_floating_point():
             return
         bad = ~torch.isfinite(x)
+        if rows is not None:
+            bad = bad & rows.view(-1, *[1] * (x.ndim - 1))
         if defer and self.defers(x):
             message = (
                 f'{key} held NaN or inf in batch {BATCH_PLACEHOLDER} of this epoch; let the '
@@ -383,8 +415,8 @@ class BatchChecks:
         require_all: bool = False,
         defer: bool = False,
         batch_idx: int = 0,
-    ) -> dict[str, tuple[Tensor, Tensor | None]]:
-        """Validate a batch and extract each modality's input.
+    ) -> Inputs:
+        """Validate a batch and extract each modality's input, on the samples that hold it.
 
         Args:
             batch: Batch dict with ``image_<modality>`` keys.
@@ -397,12 +429,15 @@ class BatchChecks:
             batch_idx: Index of the batch, named by a deferred error.
 
         Returns:
-            Modality mapped to (input, validity mask or None), in training order.
+            Modality mapped to (input, validity mask or None), in training order, holding the rows of
+            the samples marked present (``present_<modality>``; the values of the others are never
+            read), with the batch's :class:`~torchgeo_colearn.presence.Presence`.
 
         Raises:
             KeyError: On an unknown key, or a missing modality when *require_all*.
             TypeError: If a modality is not a tensor.
-            ValueError: If no training modality is present, on a wrong shape, or on NaN or ``inf``.
+            ValueError: If no training modality is present, on a wrong shape, on NaN or ``inf`` in
+                a present sample, or on a ``present_<modality>`` that is not a (B,) bool.
         """
         check_keys(batch, modalities)
         present = modalities_in(batch)
@@ -416,6 +451,7 @@ class BatchChecks:
             msg = f'training needs every modality; missing {[image_key(m) for m in missing]}'
             raise KeyError(msg)
         inputs: dict[str, tuple[Tensor, Tensor | None]] = {}
+        presence = Presence.of(batch, [m for m in modalities if m in present])
         for modality in modalities:
             if modality not in present:
                 continue
@@ -434,7 +470,8 @@ class BatchChecks:
                     f'(* = any size)'
                 )
                 raise ValueError(msg)
-            self.check_input(key, x, batch, defer, batch_idx)
+            rows = presence.masks.get(modality)
+            self.check_input(key, x, batch, defer, batch_idx, rows)
             valid = batch.get(valid_key(modality))
             if valid is not None and tuple(valid.shape) != tuple(x.shape[:2]):
                 msg = (
@@ -442,8 +479,8 @@ class BatchChecks:
                     f'got {tuple(valid.shape)}'
                 )
                 raise ValueError(msg)
-            inputs[modality] = (x.float(), valid)
-        return inputs
+            inputs[modality] = presence.select((x.float(), valid), [modality])
+        return Inputs(inputs, presence)
 
     def raise_deferred(self) -> None:
         """Raise for the deferred checks that failed since the last call (one read-back in all).
@@ -471,11 +508,15 @@ class BatchChecks:
 
 
 @contextmanager
-def explain_batch_norm(batch_size: int) -> Iterator[None]:
+def explain_batch_norm(
+    batch_size: int, single_modalities: Sequence[str] = ()
+) -> Iterator[None]:
     """Turn BatchNorm's error on a training batch of one sample into one that names cause and fix.
 
     Args:
         batch_size: Number of samples of the batch run inside the context.
+        single_modalities: The modalities that only one sample of the batch holds (the others lack
+            them), whose encoders also see a batch of one.
 
     Yields:
         Nothing.
@@ -486,12 +527,18 @@ def explain_batch_norm(batch_size: int) -> Iterator[None]:
     try:
         yield
     except ValueError as error:
-        if batch_size != 1 or 'Expected more than 1 value per channel' not in str(
-            error
+        if 'Expected more than 1 value per channel' not in str(error) or (
+            batch_size != 1 and not single_modalities
         ):
             raise
+        what = (
+            'a training batch holds a single sample'
+            if batch_size == 1
+            else f'only one sample of a training batch holds {list(single_modalities)} (the others '
+            f'lack it)'
+        )
         msg = (
-            'a training batch holds a single sample, and the BatchNorm layers of the encoders and '
+            f'{what}, and the BatchNorm layers of the encoders and '
             'projections need more than one sample per batch in training; drop the last '
             'incomplete batch (DataLoader(drop_last=True); the datamodules of this package do) or '
             f'use a larger batch_size (from BatchNorm: {error})'

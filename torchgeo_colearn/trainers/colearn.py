@@ -11,11 +11,17 @@ import torch.nn.functional as F
 from torch import Tensor
 from typing_extensions import override
 
-from ..losses import ContrastiveReduction, at_least_float32, contrastive_loss
+from ..losses import (
+    ContrastiveReduction,
+    at_least_float32,
+    contrastive_loss,
+    modality_mean,
+)
 from ..models.mdico import Encoding, MDiCo, Representation
+from ..presence import Inputs
 from ..scenarios import Scenario
 from .base import MultiModalTask
-from .interface import Features, Inputs, LossOutput
+from .interface import Features, LossOutput
 
 
 class CoLearnTask(MultiModalTask):
@@ -126,7 +132,7 @@ class CoLearnTask(MultiModalTask):
             if self.hparams[option] not in allowed:
                 msg = f'{option} must be one of {allowed}, got {self.hparams[option]!r}'
                 raise ValueError(msg)
-        self._targets: dict[tuple[int, torch.device], Tensor] = {}
+        self._targets: dict[tuple[int, int, torch.device], Tensor] = {}
         self.model = MDiCo(
             self.hparams['encoders'],
             self.hparams['embed_dim'],
@@ -163,10 +169,11 @@ class CoLearnTask(MultiModalTask):
     def losses(self, inputs: Inputs, features: Features, target: Tensor) -> LossOutput:
         """Compute the weighted MDiCo objective from the encoded modalities.
 
-        The per-modality terms are computed over the modalities stacked along the batch axis: every
-        modality holds the same B samples, so the mean over the M*B stacked samples is the mean over
-        modalities of the per-modality means (also for the class-weighted losses, whose normaliser
-        depends only on the targets).
+        Each per-modality term is the mean over modalities of its mean over the samples that hold the
+        modality; the contrastive term of a pair uses the samples that hold both
+        (:func:`~torchgeo_colearn.losses.contrastive_loss`). When every sample holds every modality,
+        each term is one computation on the modalities stacked along the batch axis
+        (:func:`~torchgeo_colearn.losses.modality_mean`).
 
         Returns:
             The loss terms (``main_loss``, ``aux_loss``, ``contrastive_loss``, ``discriminator_loss``
@@ -174,8 +181,10 @@ class CoLearnTask(MultiModalTask):
             scenario's main-head outputs (computed by :meth:`encode`).
         """
         encodings: Mapping[str, Encoding] = features
+        presence = inputs.presence
         reps = [encodings[m].representation for m in self.modalities]
         outputs = {m: encodings[m].output for m in self.modalities}
+        targets = [presence.select(target, (m,)) for m in self.modalities]
         terms: dict[str, Tensor] = {}
         weights = {
             'main_loss': self.hparams['main_weight'],
@@ -184,23 +193,29 @@ class CoLearnTask(MultiModalTask):
             'discriminator_loss': self.hparams['discriminator_weight'],
         }
         if weights['main_loss']:
-            terms['main_loss'] = self.criterion(
-                torch.cat(list(outputs.values())), _repeat(target, len(reps))
+            terms['main_loss'] = modality_mean(
+                self.criterion, list(outputs.values()), targets, presence.complete
             )
         if weights['aux_loss']:
             # mean over modalities of 1/2 [l(g(specific)) + l(g(shared))]: one head call on all 2M parts
-            parts = torch.cat([p for rep in reps for p in (rep.specific, rep.shared)])
-            terms['aux_loss'] = self.criterion(
-                self.model.auxiliary(parts), _repeat(target, 2 * len(reps))
+            parts = [torch.cat([rep.specific, rep.shared]) for rep in reps]
+            terms['aux_loss'] = modality_mean(
+                self.criterion,
+                _split_like(self.model.auxiliary(torch.cat(parts)), parts),
+                [_repeat(t, 2) for t in targets],
+                presence.complete,
             )
         if weights['contrastive_loss']:
             terms['contrastive_loss'] = contrastive_loss(
                 {m: rep.shared for m, rep in zip(self.modalities, reps)},
                 self.hparams['temperature'],
                 self.hparams['contrastive_reduction'],
+                presence,
             )
         if weights['discriminator_loss']:
-            terms['discriminator_loss'] = self._discriminator_loss(reps)
+            terms['discriminator_loss'] = self._discriminator_loss(
+                reps, presence.complete
+            )
         total = sum(
             (weights[name] * value for name, value in terms.items()), torch.zeros(())
         )
@@ -209,48 +224,72 @@ class CoLearnTask(MultiModalTask):
             total = terms['main_loss']
         return {**terms, 'loss': total}, {(m,): out for m, out in outputs.items()}
 
-    def _discriminator_loss(self, reps: Sequence[Representation]) -> Tensor:
+    def _discriminator_loss(
+        self, reps: Sequence[Representation], same_samples: bool
+    ) -> Tensor:
         """Modality-discriminative loss: both discriminators must recognise the modality.
 
         Args:
-            reps: Every training modality's representation, in training order.
+            reps: Every training modality's representation, in training order, on the samples that
+                hold the modality.
+            same_samples: Whether every modality holds the same samples.
 
         Returns:
-            Mean over modalities of 1/2 [CE(D1(specific), m) + CE(D2(unused or shared), m)], as one
-            cross-entropy over the 2M stacked (B, M) logits.
+            Mean over modalities of 1/2 [CE(D1(specific), m) + CE(D2(unused or shared), m)]: each
+            discriminator runs once on the stacked parts of all modalities.
         """
         second = self.hparams['discriminator_input']
-        specific = torch.cat([rep.specific for rep in reps])
-        other = torch.cat(
-            [rep.unused if second == 'unused' else rep.shared for rep in reps]
+        specific = [rep.specific for rep in reps]
+        other = [rep.unused if second == 'unused' else rep.shared for rep in reps]
+        first_logits = _split_like(
+            self.model.discriminator_specific(torch.cat(specific)), specific
         )
-        logits = torch.cat(
-            [
-                self.model.discriminator_specific(specific),
-                self.model.discriminator_unused(other),
-            ]
+        second_logits = _split_like(
+            self.model.discriminator_unused(torch.cat(other)), other
         )
+        logits = [torch.cat(pair) for pair in zip(first_logits, second_logits)]
+        targets = [
+            self._modality_targets(index, part.shape[0], part.device)
+            for index, part in enumerate(logits)
+        ]
         # float32 under mixed precision: a bfloat16 log-softmax loses the small probabilities
-        return F.cross_entropy(
-            at_least_float32(logits),
-            self._modality_targets(reps[0].specific.shape[0], logits.device),
+        return modality_mean(
+            lambda x, y: F.cross_entropy(at_least_float32(x), y),
+            logits,
+            targets,
+            same_samples,
         )
 
-    def _modality_targets(self, batch_size: int, device: torch.device) -> Tensor:
-        """Return the discriminators' targets, cached per batch size and device.
+    def _modality_targets(
+        self, modality: int, size: int, device: torch.device
+    ) -> Tensor:
+        """Return a discriminator target, cached per modality, size and device.
 
         Args:
-            batch_size: B.
+            modality: Index of the modality.
+            size: Number of targets.
             device: The device of the logits.
 
         Returns:
-            (2 * M * B,) modality indices: 0 (B times), 1 (B times), ..., M - 1, twice.
+            (size,) int64 filled with *modality*.
         """
-        key = (batch_size, device)
+        key = (modality, size, device)
         if key not in self._targets:
-            indices = torch.arange(len(self.modalities), device=device)
-            self._targets[key] = indices.repeat_interleave(batch_size).repeat(2)
+            self._targets[key] = torch.full((size,), modality, device=device)
         return self._targets[key]
+
+
+def _split_like(stacked: Tensor, parts: Sequence[Tensor]) -> list[Tensor]:
+    """Split rows computed on stacked parts back into the parts.
+
+    Args:
+        stacked: (sum of N_i, ...) rows.
+        parts: The (N_i, ...) tensors that were stacked.
+
+    Returns:
+        The (N_i, ...) rows of each part.
+    """
+    return list(torch.split(stacked, [part.shape[0] for part in parts]))
 
 
 def _repeat(target: Tensor, times: int) -> Tensor:

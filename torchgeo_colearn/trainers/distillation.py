@@ -14,9 +14,10 @@ from typing_extensions import override
 from ..losses import at_least_float32
 from ..metrics import TaskType
 from ..models.fusion import FeatureFusionModel, FusionName
+from ..presence import Inputs
 from .checks import check_non_negative
 from .fusion import FeatureFusionTask
-from .interface import Features, Inputs, LossOutput
+from .interface import Features, LossOutput
 from .single import SingleModalityTask
 
 #: Hyperparameters of a teacher checkpoint that define its network.
@@ -223,28 +224,50 @@ class DistillationTask(SingleModalityTask):
             ``feature_distillation``, ``teacher_loss`` when online, and the total ``loss``), and each
             student's outputs.
         """
+        presence = inputs.presence
         with torch.set_grad_enabled(
             torch.is_grad_enabled() and not self.frozen_teacher
         ):
-            teacher_features = self.teacher.fuse(self.teacher.encode(inputs))
+            encoded = self.teacher.encode(inputs)
+            if presence.complete:
+                teacher_features = self.teacher.fuse(encoded)
+            else:
+                # each sample's teacher fuses the modalities it has
+                available = presence.matrix(self.modalities)
+                assert available is not None
+                teacher_features = self.teacher.fuse(
+                    {m: presence.expand_features(encoded[m], m) for m in encoded},
+                    {m: available[:, i] for i, m in enumerate(self.modalities)},
+                )
             teacher_out = self.teacher.head(teacher_features)
         student_terms, outputs = super().losses(inputs, features, target)
         terms = {k: v for k, v in student_terms.items() if k != 'loss'}
         soft, hard = teacher_out.detach(), teacher_features.detach()
-        logit = torch.stack(
-            [
+        # each student on the samples that hold its modality; a modality no sample holds adds 0
+        logit = sum(
+            (
                 logit_distillation(
-                    self.task_type, out, soft, self.hparams['temperature']
+                    self.task_type,
+                    out,
+                    presence.select(soft, s),
+                    self.hparams['temperature'],
                 )
-                for out in outputs.values()
-            ]
-        ).sum()
-        feature = torch.stack(
-            [
-                F.mse_loss(at_least_float32(features[m]), at_least_float32(hard))
+                for s, out in outputs.items()
+                if out.shape[0]
+            ),
+            torch.zeros((), device=target.device),
+        )
+        feature = sum(
+            (
+                F.mse_loss(
+                    at_least_float32(features[m]),
+                    at_least_float32(presence.select(hard, (m,))),
+                )
                 for m in self.modalities
-            ]
-        ).sum()
+                if features[m].shape[0]
+            ),
+            torch.zeros((), device=target.device),
+        )
         total = (
             student_terms['loss']
             + self.hparams['logit_weight'] * logit

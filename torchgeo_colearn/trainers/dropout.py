@@ -10,30 +10,42 @@ import torch
 from torch import Tensor, nn
 from typing_extensions import override
 
+from ..presence import Inputs, Presence
 from ..scenarios import Scenario, scenario_name
 from .base import MultiModalTask
-from .interface import Features, Inputs, LossOutput, MultiModalNetwork
+from .interface import Features, LossOutput, MultiModalNetwork
 
 
 def modality_dropout(
-    batch_size: int, num_modalities: int, probability: float, device: torch.device
+    batch_size: int,
+    num_modalities: int,
+    probability: float,
+    device: torch.device,
+    available: Tensor | None = None,
 ) -> Tensor:
     """Draw which modalities each sample keeps under modality (sensor) dropout.
 
     Each modality of each sample is dropped with *probability*; a sample that would lose every
-    modality keeps one drawn uniformly, so that every sample still has an input.
+    modality keeps one drawn uniformly among those it has, so that every sample still has an input.
 
     Args:
         batch_size: Number of samples B.
         num_modalities: Number of modalities M.
         probability: Drop probability of each modality, in [0, 1].
         device: Device of the mask.
+        available: Optional (B, M) bool mask of the modalities each sample has (each sample has at
+            least one); None when every sample has every modality.
 
     Returns:
-        (B, M) bool mask, True where the modality is kept.
+        (B, M) bool mask, True where the modality is kept (never where it is not available).
     """
     keep = torch.rand(batch_size, num_modalities, device=device) >= probability
-    rescue = torch.randint(num_modalities, (batch_size,), device=device)
+    if available is None:
+        rescue = torch.randint(num_modalities, (batch_size,), device=device)
+    else:
+        keep &= available
+        draw = torch.rand(batch_size, num_modalities, device=device)
+        rescue = draw.masked_fill(~available, -1.0).argmax(1)
     forced = nn.functional.one_hot(rescue, num_modalities).bool()
     return torch.where(keep.any(1, keepdim=True), keep, forced)
 
@@ -115,12 +127,16 @@ class ModalityDropoutTask(MultiModalTask):
         tensor: Tensor = feature if isinstance(feature, Tensor) else feature[0]
         return tensor.shape[0], tensor.device
 
-    def extra_losses(self, features: Features, target: Tensor) -> dict[str, Tensor]:
+    def extra_losses(
+        self, features: Features, target: Tensor, presence: Presence
+    ) -> dict[str, Tensor]:
         """Return further loss terms of the method, already weighted.
 
         Args:
-            features: Output of :meth:`encode` for every training modality.
+            features: Output of :meth:`encode` for every training modality, each on the samples that
+                hold it.
             target: The batch targets.
+            presence: Which samples hold which modality.
 
         Returns:
             Term name mapped to a weighted scalar; added to the total and logged. None by default.
@@ -136,11 +152,16 @@ class ModalityDropoutTask(MultiModalTask):
     def losses(self, inputs: Inputs, features: Features, target: Tensor) -> LossOutput:
         """Task loss under modality dropout (training) or per scenario (evaluation), plus extras.
 
+        With samples that lack modalities, training drops among the modalities each sample has, and
+        each evaluated scenario's loss is over the samples that hold its modalities (a scenario no
+        sample holds adds no term).
+
         Returns:
             The loss terms (``task_loss``; ``<scenario>_loss`` per evaluated scenario in evaluation; the
             :meth:`extra_losses`; the total ``loss``) and, in evaluation, the raw outputs of each
             single-modality scenario and of the full scenario.
         """
+        presence = inputs.presence
         outputs: dict[Scenario, Tensor] = {}
         terms: dict[str, Tensor]
         if self.training:
@@ -149,23 +170,34 @@ class ModalityDropoutTask(MultiModalTask):
                 len(self.modalities),
                 self.hparams['modality_dropout'],
                 target.device,
+                presence.matrix(self.modalities),
             )
             keep = {m: mask[:, i] for i, m in enumerate(self.modalities)}
+            every_sample = {
+                m: presence.expand_features(features[m], m) for m in self.modalities
+            }
             terms = {
-                'task_loss': self.criterion(self.predict_kept(features, keep), target)
+                'task_loss': self.criterion(
+                    self.predict_kept(every_sample, keep), target
+                )
             }
         else:
             scenarios = [(m,) for m in self.modalities] + [self.modalities]
-            outputs = {s: self.predict_from(features, s) for s in scenarios}
+            outputs = {
+                s: self.scenario_output(features, presence, s) for s in scenarios
+            }
             per_scenario = {
-                f'{scenario_name(s)}_loss': self.criterion(out, target)
+                f'{scenario_name(s)}_loss': self.criterion(
+                    out, presence.select(target, s)
+                )
                 for s, out in outputs.items()
+                if out.shape[0]
             }
             terms = {
                 'task_loss': torch.stack(list(per_scenario.values())).mean(),
                 **per_scenario,
             }
-        extra = self.extra_losses(features, target)
+        extra = self.extra_losses(features, target, presence)
         total = terms['task_loss'] + sum(
             extra.values(), torch.zeros((), device=target.device)
         )

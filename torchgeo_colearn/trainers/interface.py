@@ -10,13 +10,8 @@ from torch import Tensor
 
 from ..metrics import TaskType
 from ..models import Encoder
+from ..presence import Inputs
 from ..scenarios import Scenario
-
-#: A modality's input: the batch tensor and its optional (B, T) validity mask.
-ModalityInput: TypeAlias = tuple[Tensor, Tensor | None]
-
-#: Every available modality's input, as returned by :meth:`MultiModalTask.modality_inputs`.
-Inputs: TypeAlias = Mapping[str, ModalityInput]
 
 #: Every available modality's encoding, as returned by :meth:`MultiModalTask.encode`.
 Features: TypeAlias = Mapping[str, Any]

@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from typing_extensions import override
 
-from ..losses import at_least_float32
+from ..losses import at_least_float32, modality_mean
 from ..models.shaspec import ShaSpecModel
+from ..presence import Presence
 from .checks import check_non_negative
 from .dropout import ModalityDropoutTask
 from .interface import Features
@@ -102,34 +103,46 @@ class ShaSpecTask(ModalityDropoutTask):
         return {m: f._asdict() for m, f in features.items()}
 
     @override
-    def extra_losses(self, features: Features, target: Tensor) -> dict[str, Tensor]:
+    def extra_losses(
+        self, features: Features, target: Tensor, presence: Presence
+    ) -> dict[str, Tensor]:
         """The weighted alignment and modality-classification terms.
+
+        The alignment of a pair is over the samples that hold both modalities, the classification of
+        a modality over the samples that hold it; pairs and modalities without such samples add
+        nothing.
 
         Returns:
             ``alignment_loss`` and ``domain_loss``, each already multiplied by its weight.
         """
-        count = len(self.modalities)
+        modalities = self.modalities
+        count = len(modalities)
         pairs = [(0, 1)] if count == 2 else [(i, (i + 1) % count) for i in range(count)]
-        shared = [features[m].shared for m in self.modalities]
         # float32 under mixed precision, as every loss
-        alignment = torch.stack(
+        shared = [
             [
-                F.l1_loss(at_least_float32(shared[i]), at_least_float32(shared[j]))
-                for i, j in pairs
+                at_least_float32(presence.restrict(features[m].shared, m, pair))
+                for m in pair
             ]
-        ).mean()
-        domain = torch.stack(
+            for pair in ((modalities[i], modalities[j]) for i, j in pairs)
+        ]
+        alignment = [F.l1_loss(a, b) for a, b in shared if a.shape[0]]
+        logits = [
+            at_least_float32(self.model.modality_classifier(features[m].specific))
+            for m in modalities
+        ]
+        domain = modality_mean(
+            F.cross_entropy,
+            logits,
             [
-                F.cross_entropy(
-                    at_least_float32(
-                        self.model.modality_classifier(features[m].specific)
-                    ),
-                    torch.full((target.shape[0],), index, device=target.device),
-                )
-                for index, m in enumerate(self.modalities)
-            ]
-        ).mean()
+                torch.full((x.shape[0],), index, device=x.device)
+                for index, x in enumerate(logits)
+            ],
+            presence.complete,
+        )
+        zero = torch.zeros((), device=target.device)
         return {
-            'alignment_loss': self.hparams['alignment_weight'] * alignment,
+            'alignment_loss': self.hparams['alignment_weight']
+            * (torch.stack(alignment).mean() if alignment else zero),
             'domain_loss': self.hparams['domain_weight'] * domain,
         }

@@ -10,9 +10,10 @@ from torch import Tensor
 from typing_extensions import override
 
 from ..models.single import SingleModalityModels
+from ..presence import Inputs
 from ..scenarios import Scenario
 from .base import MultiModalTask
-from .interface import Features, Inputs, LossOutput
+from .interface import Features, LossOutput
 
 
 class SingleModalityTask(MultiModalTask):
@@ -56,14 +57,21 @@ class SingleModalityTask(MultiModalTask):
     def losses(self, inputs: Inputs, features: Features, target: Tensor) -> LossOutput:
         """Sum the independent per-modality losses.
 
+        Each model's loss is its mean over the samples that hold its modality; a modality that no
+        sample of the batch holds adds no term.
+
         Returns:
             ``<modality>_loss`` terms and their sum ``loss``, and each single-modality scenario's
             outputs.
         """
+        presence = inputs.presence
         outputs: dict[Scenario, Tensor] = {
             (m,): self.model.predict(m, features[m]) for m in self.modalities
         }
         terms = {
-            f'{s[0]}_loss': self.criterion(out, target) for s, out in outputs.items()
+            f'{s[0]}_loss': self.criterion(out, presence.select(target, s))
+            for s, out in outputs.items()
+            if out.shape[0]
         }
-        return {**terms, 'loss': torch.stack(list(terms.values())).sum()}, outputs
+        total = sum(terms.values(), torch.zeros((), device=target.device))
+        return {**terms, 'loss': total}, outputs
