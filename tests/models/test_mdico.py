@@ -12,6 +12,7 @@ from torch import Tensor
 from torchgeo_colearn import CoLearnTask
 from torchgeo_colearn.metrics import TaskType
 from torchgeo_colearn.models.mdico import MDiCo
+from torchgeo_colearn.presence import Inputs, Presence
 
 from . import reference_mdico as reference
 
@@ -152,7 +153,8 @@ def check_equivalent(
     new.model.to(dtype)
     ref.to(dtype)
     inputs = {m: (x.to(dtype), valid) for m, (x, valid) in inputs.items()}
-    losses, scenario_outputs = new.losses(inputs, new.encode(inputs), target)
+    complete = Inputs(inputs, Presence(target.shape[0]))
+    losses, scenario_outputs = new.losses(complete, new.encode(complete), target)
     outputs = {scenario[0]: value for scenario, value in scenario_outputs.items()}
     ref_losses, ref_outputs = reference.training_losses(
         ref, new.criterion, new.hparams, inputs, target
