@@ -3,7 +3,7 @@
 
 """Methods of the benchmark that are not Lightning tasks: their interface, inputs and scoring."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 import numpy as np
@@ -12,7 +12,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ..batch import image_key, modalities_in, valid_key
+from ..batch import image_key, modalities_in, present_key, valid_key
 from ..metrics import TaskType, build_metrics, metric_input, metric_target
 
 #: A datamodule split scored by an estimator.
@@ -63,7 +63,9 @@ def split_arrays(
 
     The batches go through the datamodule's own normalisation (``on_after_batch_transfer`` outside
     training, so without augmentation). Time steps marked invalid by a ``valid_<modality>`` mask become NaN,
-    so that estimators with native missing-value handling see them as missing rather than as zeros.
+    so that estimators with native missing-value handling see them as missing rather than as zeros, and
+    so do all the values of a sample that lacks the modality (``present_<modality>`` False): such a
+    sample's row is all NaN (:func:`holding`).
 
     Args:
         datamodule: A set-up datamodule.
@@ -96,11 +98,32 @@ def split_arrays(
                     *valid.shape, *([1] * (x.ndim - valid.ndim))
                 )
                 x = x.masked_fill(~mask, float('nan'))
+            present = batch.get(present_key(modality))
+            if present is not None:
+                x = x.masked_fill(~present.view(-1, *[1] * (x.ndim - 1)), float('nan'))
             features.setdefault(modality, []).append(x.flatten(1).numpy())
         targets.append(batch['label'])
     return {m: np.concatenate(chunks) for m, chunks in features.items()}, torch.cat(
         targets
     )
+
+
+def holding(
+    features: Mapping[str, np.ndarray], modalities: Sequence[str]
+) -> np.ndarray:
+    """Return the samples of a split that hold every modality of a set.
+
+    Args:
+        features: Output of :func:`split_arrays`.
+        modalities: Modality names, e.g. a scenario.
+
+    Returns:
+        (N,) bool: True where no modality's row is all NaN (a sample that lacks it).
+    """
+    rows = np.ones(len(next(iter(features.values()))), dtype=bool)
+    for modality in modalities:
+        rows &= ~np.isnan(features[modality]).all(1)
+    return rows
 
 
 def score_predictions(

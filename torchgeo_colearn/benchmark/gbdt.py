@@ -24,7 +24,7 @@ from torch import Tensor
 
 from ..metrics import TaskType
 from ..scenarios import Scenario, default_scenarios, scenario_name
-from .estimator import Split, score_predictions, split_arrays
+from .estimator import Split, holding, score_predictions, split_arrays
 
 #: A fitted model of one scenario: one estimator, or one binary classifier per label (multilabel).
 Model: TypeAlias = (
@@ -142,18 +142,21 @@ class GradientBoostingBaseline:
         self.models = {}
         self.modalities = list(train)
         for scenario in default_scenarios(self.modalities, self.fusion):
-            x = np.concatenate([train[m] for m in scenario], axis=1)
-            x_val = np.concatenate([val[m] for m in scenario], axis=1)
+            # each scenario's model learns from the samples that hold its modalities
+            rows, val_rows = holding(train, scenario), holding(val, scenario)
+            x = np.concatenate([train[m][rows] for m in scenario], axis=1)
+            x_val = np.concatenate([val[m][val_rows] for m in scenario], axis=1)
+            y_s, y_val_s = y[rows], y_val[val_rows]
             if self.task == 'multilabel':
                 self.models[scenario] = [
                     self._new_model(seed).fit(
-                        x, y[:, k], X_val=x_val, y_val=y_val[:, k]
+                        x, y_s[:, k], X_val=x_val, y_val=y_val_s[:, k]
                     )
                     for k in range(y.shape[1])
                 ]
             else:
                 self.models[scenario] = self._new_model(seed).fit(
-                    x, y, X_val=x_val, y_val=y_val
+                    x, y_s, X_val=x_val, y_val=y_val_s
                 )
 
     def _predict(self, model: Model, x: np.ndarray) -> Tensor:
@@ -199,15 +202,22 @@ class GradientBoostingBaseline:
     ) -> dict[str, dict[str, float]]:
         """Score the models of every scenario on a split (as :meth:`.estimator.Estimator.score`)."""
         features, target = split_arrays(datamodule, split)
-        predictions = {
-            scenario_name(scenario): self._predict(
-                model, np.concatenate([features[m] for m in scenario], axis=1)
+        scores: dict[str, dict[str, float]] = {}
+        # each scenario on the samples that hold its modalities, as the tasks score it
+        for scenario, model in self.models.items():
+            rows = holding(features, scenario)
+            prediction = self._predict(
+                model, np.concatenate([features[m][rows] for m in scenario], axis=1)
             )
-            for scenario, model in self.models.items()
-        }
-        return score_predictions(
-            self.task, predictions, target, self.num_classes, self.num_labels
-        )
+            name = scenario_name(scenario)
+            scores |= score_predictions(
+                self.task,
+                {name: prediction},
+                target[torch.from_numpy(rows)],
+                self.num_classes,
+                self.num_labels,
+            )
+        return scores
 
     def summary(self) -> dict[str, Any]:
         """Return the boosting rounds kept by early stopping, per scenario.
