@@ -216,13 +216,13 @@ def report_left_out(
     Warns:
         UserWarning: Counting the samples left out per split, when there are some.
     """
-    wanted = f'{min_modalities} of the modalities {list(modalities)}'
     lacking = 'a sample lacks a modality whose values are all NaN or infinite'
     for split, (left, total) in selection.left_out.items():
         if left == total:
             msg = (
                 f'{owner}: min_modalities={min_modalities} leaves the {split} split empty: none '
-                f'of its {total} samples has at least {wanted} ({lacking}). Lower min_modalities or '
+                f'of its {total} samples has at least {min_modalities} of the modalities '
+                f'{list(modalities)} ({lacking}). Lower min_modalities or '
                 'select other modalities.'
             )
             raise ValueError(msg)
@@ -231,8 +231,9 @@ def report_left_out(
             f'{left} of {total} {split}'
             for split, (left, total) in selection.left_out.items()
         )
+        fewer = 'none' if min_modalities == 1 else f'fewer than {min_modalities}'
         msg = (
             f'{owner}: min_modalities={min_modalities} leaves out {counts} sample(s) that have '
-            f'fewer than {wanted} ({lacking})'
+            f'{fewer} of the modalities {list(modalities)} ({lacking})'
         )
         warnings.warn(msg, UserWarning, stacklevel=5)
