@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from .batch import channel_axis, image_key, valid_key
+from .batch import channel_axis, image_key, present_key, valid_key
 
 
 class ModalityNormalizer(nn.Module):
@@ -20,6 +20,10 @@ class ModalityNormalizer(nn.Module):
     NaN values become 0 (the channel mean) when *fill_nan* is set, and for time-series modalities
     the time steps with no finite value are marked invalid in ``valid_<modality>`` (combined with a
     mask the dataset already gave); without *fill_nan* they stay NaN, for the model to reject.
+
+    A batch that says which samples have a modality (``present_<modality>``, (B,) bool) gets zeros in
+    the rows of the samples without it and False in their ``valid_<modality>`` rows, whatever
+    *fill_nan*: a missing modality is never NaN.
     """
 
     def __init__(
@@ -63,7 +67,8 @@ class ModalityNormalizer(nn.Module):
             batch: Batch dict; modalities without statistics are left unchanged.
 
         Returns:
-            The same dict, with normalised ``image_*`` tensors and updated ``valid_*`` masks.
+            The same dict, with normalised ``image_*`` tensors and updated ``valid_*`` masks; the
+            rows of samples marked absent by ``present_*`` are 0 (masks False).
 
         Raises:
             ValueError: If a modality's channel count differs from its statistics.
@@ -94,5 +99,24 @@ class ModalityNormalizer(nn.Module):
                         step_valid & batch[vkey] if vkey in batch else step_valid
                     )
                 x = torch.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
+            if (present := batch.get(present_key(modality))) is not None:
+                x = _zero_absent(x, present)
+                vkey = valid_key(modality)
+                if vkey in batch:
+                    batch[vkey] = batch[vkey] & present[:, None]
             batch[key] = x
         return batch
+
+
+def _zero_absent(x: Tensor, present: Tensor) -> Tensor:
+    """Set the rows of the samples that lack a modality to 0.
+
+    Args:
+        x: A modality of a batch, shape (B, ...).
+        present: (B,) bool, True where the sample has the modality.
+
+    Returns:
+        *x* with zeros (never NaN) in the absent rows.
+    """
+    rows = present.view(-1, *([1] * (x.ndim - 1)))
+    return torch.where(rows, x, torch.zeros((), dtype=x.dtype, device=x.device))

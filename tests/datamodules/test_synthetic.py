@@ -82,3 +82,41 @@ def test_predict_split(split: str) -> None:
 def test_bad_predict_split() -> None:
     with pytest.raises(ValueError, match='predict_split must be one of'):
         SyntheticMultiSensorDataModule(predict_split='all')
+
+
+def absent_ids(datamodule: SyntheticMultiSensorDataModule, modality: str) -> set[str]:
+    datamodule.setup('fit')
+    datamodule.setup('test')
+    absent = set()
+    for split in ('train', 'val', 'test'):
+        dataset = getattr(datamodule, f'{split}_dataset')
+        x = dataset.tensors[f'image_{modality}'].flatten(1)
+        absent |= {
+            dataset.ids[i] for i in torch.nonzero(~x.isfinite().any(1)).flatten()
+        }
+    return absent
+
+
+def test_missing_same_samples_whatever_the_fold() -> None:
+    folds = [
+        absent_ids(
+            SyntheticMultiSensorDataModule(
+                num_samples=100, missing={'s2': 0.3}, fold=fold
+            ),
+            's2',
+        )
+        for fold in (0, 3)
+    ]
+    assert folds[0] == folds[1] and len(folds[0]) == 30
+
+
+@pytest.mark.parametrize(
+    'missing,match',
+    [
+        ({'img': 0.2}, r"modalities \['img'\] that are not generated"),
+        ({'s1': 1}, r'\[0, 1\)'),
+    ],
+)
+def test_missing_checked_at_init(missing: dict[str, float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        SyntheticMultiSensorDataModule(missing=missing)

@@ -134,6 +134,29 @@ class TestTreeSatAITimeSeriesDataModule:
         assert batch['label'].shape == (2, 15)
         assert len(dm.val_dataloader()) == 1
 
+    def test_series_without_acquisition_is_absent(self, root: str) -> None:
+        name = TreeSatAITimeSeries(root, 'train', sensors=('s1_des',)).names[0]
+        (path,) = glob.glob(os.path.join(root, 'sentinel-ts', f'{name}_*.h5'))
+        with h5py.File(path, 'r+') as f:
+            for key in ('sen-1-des-data', 'sen-1-des-products'):
+                empty = f[key][:0]
+                del f[key]
+                f[key] = empty
+        dm = TreeSatAITimeSeriesDataModule(
+            root, sensors=('aerial', 's1_des', 's2'), batch_size=4
+        )
+        dm.setup('fit')
+        assert dm.incomplete_modalities == ('s1_des',)
+        (batch,) = dm.train_dataloader()
+        batch = dm.on_after_batch_transfer(batch, 0)
+        absent = [i == name for i in batch['id']]
+        assert batch['present_s1_des'].tolist() == [not a for a in absent]
+        assert 'present_s2' not in batch and 'present_aerial' not in batch
+        row = absent.index(True)
+        assert batch['image_s1_des'][row].eq(0).all()
+        assert not batch['valid_s1_des'][row].any()
+        assert torch.isfinite(batch['image_s1_des']).all()
+
     def test_modality_info(self, root: str) -> None:
         dm = TreeSatAITimeSeriesDataModule(
             root, sensors=('aerial', 's1_des', 's2'), s2_masks=True, max_len={'s2': 9}

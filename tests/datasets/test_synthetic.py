@@ -94,3 +94,70 @@ def test_bad_kind() -> None:
 def test_bad_task() -> None:
     with pytest.raises(ValueError, match="got 'segmentation'"):
         SyntheticMultiSensor(10, task='segmentation')  # type: ignore[arg-type]
+
+
+class TestMissing:
+    def absent(self, dataset: SyntheticMultiSensor, modality: str) -> torch.Tensor:
+        x = dataset.tensors[f'image_{modality}']
+        return ~torch.isfinite(x.flatten(1)).any(1)
+
+    def test_rate_and_nan_only(self) -> None:
+        dataset = SyntheticMultiSensor(
+            400,
+            modalities=FIVE,  # type: ignore[arg-type]
+            image_size=4,
+            missing={'s2': 0.3, 'aerial': 0.55},
+        )
+        assert int(self.absent(dataset, 's2').sum()) == 120
+        assert int(self.absent(dataset, 'aerial').sum()) == 220
+        for modality in ('s1', 'dem', 'era5'):
+            assert not self.absent(dataset, modality).any()
+        for modality in FIVE:
+            x = dataset.tensors[f'image_{modality}'].flatten(1)
+            # a sample is either whole or all NaN
+            assert (
+                torch.isfinite(x)
+                .all(1)
+                .logical_xor(self.absent(dataset, modality))
+                .all()
+            )
+
+    def test_reproducible_and_data_unchanged(self) -> None:
+        complete = SyntheticMultiSensor(200, seed=5)
+        a = SyntheticMultiSensor(200, seed=5, missing={'s1': 0.4})
+        b = SyntheticMultiSensor(200, seed=5, missing={'s1': 0.4, 'dem': 0.2})
+        assert torch.equal(self.absent(a, 's1'), self.absent(b, 's1'))
+        kept = ~self.absent(a, 's1')
+        assert torch.equal(
+            a.tensors['image_s1'][kept], complete.tensors['image_s1'][kept]
+        )
+        for key in ('image_s2', 'image_dem', 'label'):
+            assert torch.equal(a.tensors[key], complete.tensors[key])
+        other_seed = SyntheticMultiSensor(200, seed=6, missing={'s1': 0.4})
+        assert not torch.equal(self.absent(a, 's1'), self.absent(other_seed, 's1'))
+
+    def test_higher_rate_removes_more_of_the_same(self) -> None:
+        low = self.absent(SyntheticMultiSensor(300, missing={'s2': 0.3}), 's2')
+        high = self.absent(SyntheticMultiSensor(300, missing={'s2': 0.6}), 's2')
+        assert (high | ~low).all() and int(high.sum()) == 180
+
+    def test_independent_between_modalities(self) -> None:
+        dataset = SyntheticMultiSensor(2000, missing={'s1': 0.5, 's2': 0.5})
+        both = self.absent(dataset, 's1') & self.absent(dataset, 's2')
+        assert abs(int(both.sum()) / 2000 - 0.25) < 0.04
+
+    def test_no_rate_is_complete(self) -> None:
+        dataset = SyntheticMultiSensor(50, missing={'s1': 0.0})
+        assert torch.isfinite(dataset.tensors['image_s1']).all()
+
+    @pytest.mark.parametrize(
+        'missing,match',
+        [
+            ({'radar': 0.1}, r"modalities \['radar'\] that are not generated"),
+            ({'s1': 1.0}, r'missing rates must be in \[0, 1\)'),
+            ({'s1': -0.1}, r'missing rates must be in \[0, 1\)'),
+        ],
+    )
+    def test_invalid(self, missing: dict[str, float], match: str) -> None:
+        with pytest.raises(ValueError, match=match):
+            SyntheticMultiSensor(20, missing=missing)

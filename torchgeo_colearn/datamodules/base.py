@@ -20,7 +20,7 @@ from torch.utils.data import (
 from torchgeo.datamodules import NonGeoDataModule
 from torchgeo.datasets import NonGeoDataset
 
-from ..batch import IMAGE_PREFIX, image_key, modalities_in
+from ..batch import IMAGE_PREFIX, image_key, modalities_in, present_key
 from ..cache import CacheKey
 from ..channel_stats import (
     Stats,
@@ -32,17 +32,21 @@ from ..channel_stats import (
 )
 from ..datasets.tensor import TensorMultiModalDataset
 from ..distributed import computed_on_rank_zero, world_size
-from ..labels import check_labels
 from ..metrics import TaskType
 from ..modality_info import ModalityInfo, unnamed_modality_info
 from ..transforms import ModalityNormalizer
-from .utils import BatchView, SelectModalities, current_split, ids_of, labels_of
+from .checks import check_selected_modalities, check_split_labels, check_training_size
+from .missing import (
+    SPLITS,
+    check_min_modalities,
+    keep_samples,
+    sample_presence,
+    select_samples,
+)
+from .utils import BatchView, SelectModalities, current_split, labels_of
 
 #: Bumped whenever the statistics or their cache file change, to invalidate old caches.
 _STATS_FORMAT = 2
-
-#: Attributes of a datamodule that choose its splits, named when a split is too small.
-_SPLIT_OPTIONS = ('fold', 'num_folds', 'seed', 'val_is_test')
 
 #: The split that ``predict`` (``colearn predict``, ``Trainer.predict``) runs on.
 PredictSplit: TypeAlias = Literal['train', 'val', 'test']
@@ -74,6 +78,11 @@ class MultiModalDataModule(NonGeoDataModule):
       modality is z-scored with its own per-channel, NaN-aware statistics computed on the training
       split only (:class:`~torchgeo_colearn.transforms.ModalityNormalizer`); NaN and ``inf``
       become 0 with a validity mask when *fill_nan* is set;
+    * leaves out at setup the samples with fewer than *min_modalities* modalities (a sample lacks
+      a modality whose values are all NaN or infinite), and marks the others' gaps with
+      ``present_<modality>`` (B,) bool, for the :attr:`incomplete_modalities` only; the rows of
+      the samples without a modality are 0 after normalisation (``valid_<modality>`` False)
+      (:mod:`~torchgeo_colearn.datamodules.missing`);
     * computes the statistics with :func:`~torchgeo_colearn.channel_stats.modality_stats`, as
       moments or robust (*stats*), warning about channels that extreme values squash, and caches
       them in a file named after a hash of the training files, split lists and options
@@ -112,6 +121,7 @@ class MultiModalDataModule(NonGeoDataModule):
         modalities: Sequence[str] | None = None,
         stats: StatsMode = 'moments',
         predict_split: PredictSplit = 'test',
+        min_modalities: int = 1,
         **kwargs: Any,
     ) -> None:
         """Initialize a new MultiModalDataModule instance.
@@ -130,11 +140,13 @@ class MultiModalDataModule(NonGeoDataModule):
                 extreme values).
             predict_split: The split that ``predict`` runs on: ``'test'`` (default), ``'val'`` or
                 ``'train'``.
+            min_modalities: The fewest of the (selected) modalities a sample must have to be kept,
+                in every split; 1 leaves out only the samples that have none.
             **kwargs: Passed to *dataset_class*.
 
         Raises:
-            ValueError: If *modalities* is empty or a string, or *stats* or *predict_split* is
-                unknown.
+            ValueError: If *modalities* is empty or a string, *stats* or *predict_split* is
+                unknown, or *min_modalities* is below 1 or above the number of *modalities*.
         """
         if modalities is not None and (isinstance(modalities, str) or not modalities):
             msg = f'modalities must be a non-empty list of modality names or None, got {modalities!r}'
@@ -145,12 +157,17 @@ class MultiModalDataModule(NonGeoDataModule):
         if predict_split not in get_args(PredictSplit):
             msg = f'predict_split must be one of {get_args(PredictSplit)}, got {predict_split!r}'
             raise ValueError(msg)
+        check_min_modalities(min_modalities, modalities, type(self).__name__)
         super().__init__(dataset_class, batch_size, num_workers, **kwargs)
         self.augment = augment
         self.fill_nan = fill_nan
         self.selected_modalities = None if modalities is None else tuple(modalities)
         self.stats_mode = stats
         self.predict_split = predict_split
+        self.min_modalities = min_modalities
+        #: Modalities that some sample of the loaded splits lacks, whose batches carry
+        #: ``present_<modality>``; known after :meth:`setup`.
+        self.incomplete_modalities: tuple[str, ...] = ()
         self.aug: Callable[[dict[str, Tensor]], dict[str, Tensor]] = nn.Identity()
         self.train_aug = _flip_augmentation() if augment else None
         self.normalizer: ModalityNormalizer | None = None
@@ -218,6 +235,8 @@ class MultiModalDataModule(NonGeoDataModule):
             'stats': self.stats_mode,
             'modalities': None if selection is None else sorted(selection),
         }
+        if self.min_modalities > 1:
+            options['min_modalities'] = self.min_modalities
         return replace(key, options=options).path('.json')
 
     def compute_stats(self) -> Stats:
@@ -251,12 +270,7 @@ class MultiModalDataModule(NonGeoDataModule):
                 }
             ]
         else:
-            batches = DataLoader(
-                dataset,
-                batch_size=self.batch_size,
-                num_workers=self.num_workers,
-                collate_fn=self._collate_fn(),
-            )
+            batches = self._stream(dataset)
         return modality_stats(batches, self.selected_modalities, self.stats_mode)
 
     def _ensure_normalizer(self) -> None:
@@ -272,21 +286,36 @@ class MultiModalDataModule(NonGeoDataModule):
         self.normalizer = ModalityNormalizer(self._stats, fill_nan=self.fill_nan)
 
     def setup(self, stage: str) -> None:
-        """Set up and check the splits, then the normaliser.
+        """Set up and check the splits, keep the samples with enough modalities, build the normaliser.
 
         Subclasses set ``train_dataset`` and friends in :meth:`setup_splits`; the statistics always come
-        from the training split, whatever the stage.
+        from the training split (after *min_modalities*), whatever the stage.
 
         Args:
             stage: Either 'fit', 'validate', 'test' or 'predict'.
+
+        Raises:
+            ValueError: If a selected modality is not in the data, *min_modalities* is above the
+                number of modalities or leaves a split empty, the training split or batches are
+                too small, or a label does not fit the task.
+
+        Warns:
+            UserWarning: Counting the samples that *min_modalities* leaves out, per split.
         """
         self.setup_splits(stage)
         if stage == 'predict':
             self._select_predict_split()
-        self._check_modalities()
+        name = type(self).__name__
+        if self.selected_modalities is not None:
+            check_selected_modalities(
+                name, self.selected_modalities, self._available_modalities()
+            )
+        self._select_samples()
         if stage == 'fit':
-            self._check_training_size()
-        self._check_labels()
+            check_training_size(self)
+        check_split_labels(
+            name, self._splits_set_up(), self.label_task, self.num_classes
+        )
         self._ensure_normalizer()
 
     def setup_splits(self, stage: str) -> None:
@@ -376,81 +405,65 @@ class MultiModalDataModule(NonGeoDataModule):
             raise RuntimeError(msg)
         return self.train_dataset
 
-    def _check_modalities(self) -> None:
-        """Check that the selected modalities exist in the data.
+    def _select_samples(self) -> None:
+        """Keep the samples with *min_modalities* modalities; set :attr:`incomplete_modalities`.
 
-        Raises:
-            ValueError: If a selected modality is not in the data; the message lists the available
-                ones.
+        See :func:`~torchgeo_colearn.datamodules.missing.select_samples`.
         """
-        if self.selected_modalities is None:
-            return
-        available = self._available_modalities()
-        unknown = [m for m in self.selected_modalities if m not in available]
-        if unknown:
-            msg = (
-                f'{type(self).__name__}: modalities {unknown} are not in the data; available '
-                f'modalities: {list(available)}'
-            )
-            raise ValueError(msg)
-
-    def _check_training_size(self) -> None:
-        """Check that training batches can hold at least 2 samples (batch normalisation).
-
-        Raises:
-            ValueError: If the training split has fewer than 2 samples or the training batch size
-                is below 2.
-        """
-        name = type(self).__name__
-        size = len(self.train_dataset)  # type: ignore[arg-type]
-        if size < 2:
-            options = ', '.join(
-                f'{option}={getattr(self, option)!r}'
-                for option in _SPLIT_OPTIONS
-                if hasattr(self, option)
-            )
-            msg = (
-                f'{name}: the train split has {size} sample(s)'
-                + (f' ({options})' if options else '')
-                + '; training needs at least 2 (the batch normalisation of the models fails on '
-                'a batch of one sample). Give the split more data, e.g. fewer folds.'
-            )
-            raise ValueError(msg)
-        batch_size = (
-            self.batch_size if self.train_batch_size is None else self.train_batch_size
+        selection = select_samples(
+            type(self).__name__,
+            self._splits_set_up(),
+            self.modalities,
+            self.min_modalities,
+            self._stream,
+            self._keep_samples,
         )
-        if batch_size < 2:
-            msg = (
-                f'{name}: batch_size={batch_size} for training; the batch normalisation of the '
-                'models needs batches of at least 2 samples. Set batch_size to 2 or more.'
-            )
-            raise ValueError(msg)
+        for split, dataset in selection.datasets.items():
+            setattr(self, f'{split}_dataset', dataset)
+        self.incomplete_modalities = selection.incomplete
 
-    def _check_labels(self) -> None:
-        """Check the labels of every split against :attr:`label_task` and :attr:`num_classes`.
+    def _splits_set_up(self) -> dict[str, Dataset[Any]]:
+        """Return the splits that are set up.
 
-        Only splits whose labels are known without reading the samples are checked (in-memory
-        datasets and datasets with a ``labels`` tensor).
-
-        Raises:
-            ValueError: If a label does not fit the task; the message names the split, the sample
-                and the value.
+        Returns:
+            Split name mapped to its dataset, in the order train, val, test, predict.
         """
-        checked: list[object] = []
-        for split in ('train', 'val', 'test', 'predict'):
-            dataset = getattr(self, f'{split}_dataset')
-            if dataset is None or any(dataset is d for d in checked):
-                continue
-            checked.append(dataset)
-            labels = labels_of(dataset)
-            if labels is not None:
-                check_labels(
-                    labels,
-                    self.label_task,
-                    self.num_classes,
-                    f"{type(self).__name__}, {split} split, 'label'",
-                    ids_of(dataset),
-                )
+        return {
+            split: dataset
+            for split in SPLITS
+            if (dataset := getattr(self, f'{split}_dataset')) is not None
+        }
+
+    def _keep_samples(
+        self, split: str, dataset: Dataset[Any], keep: Tensor
+    ) -> Dataset[Any]:
+        """Restrict a split to some of its samples (:meth:`_select_samples`).
+
+        Args:
+            split: The split, e.g. ``'train'``.
+            dataset: Its dataset.
+            keep: (N,) bool, True for the samples to keep.
+
+        Returns:
+            The restricted dataset.
+        """
+        return keep_samples(dataset, keep)
+
+    def _stream(self, dataset: Dataset[Any]) -> DataLoader[dict[str, Any]]:
+        """Read a per-sample split once, in order, as the batches of the datamodule.
+
+        Args:
+            dataset: The split.
+
+        Returns:
+            A loader of its batches, with the selected modalities only.
+        """
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            collate_fn=self._collate_fn(),
+        )
 
     def _collate_fn(self) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
         """Return the collate function, dropping the modalities that are not selected.
@@ -510,18 +523,24 @@ class MultiModalDataModule(NonGeoDataModule):
     def on_after_batch_transfer(
         self, batch: dict[str, Tensor], dataloader_idx: int
     ) -> dict[str, Tensor]:
-        """Augment the image modalities with the split's augmentation, then normalise, on the device.
+        """Mark the missing modalities, augment the images with the split's augmentation, normalise.
 
-        The augmentation is TorchGeo's choice: ``<split>_aug`` of the trainer's current stage, or
-        ``aug`` if that is None; none without a trainer.
+        ``present_<modality>`` is added for the :attr:`incomplete_modalities`. The augmentation is
+        TorchGeo's choice: ``<split>_aug`` of the trainer's current stage, or ``aug`` if that is
+        None; none without a trainer.
 
         Args:
             batch: A batch of data, already on the device.
             dataloader_idx: Index of the dataloader.
 
         Returns:
-            The augmented, normalised batch.
+            The augmented, normalised batch, with ``present_<modality>`` (B,) bool keys.
         """
+        for modality in self.incomplete_modalities:
+            if image_key(modality) in batch:
+                batch[present_key(modality)] = sample_presence(
+                    batch[image_key(modality)]
+                )
         split = current_split(self.trainer)
         if split is not None:
             aug = self._valid_attribute(f'{split}_aug', 'aug')

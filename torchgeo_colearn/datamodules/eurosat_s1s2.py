@@ -10,6 +10,7 @@ from ..cache import CacheKey
 from ..datasets.eurosat_s1s2 import EuroSATS1S2
 from ..modality_info import ModalityInfo
 from .base import MultiModalDataModule
+from .missing import unfiltered
 
 
 class EuroSATS1S2DataModule(MultiModalDataModule):
@@ -113,7 +114,8 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
         Raises:
             RuntimeError: If called before :meth:`setup`.
         """
-        train = self.set_up_train_dataset('stats_cache_key')
+        # the key names every training file; min_modalities, in the options, picks among them
+        train = unfiltered(self.set_up_train_dataset('stats_cache_key'))
         assert isinstance(train, EuroSATS1S2)
         tags = [
             f'{modality}-' + ('all' if bands == all_bands else '-'.join(bands))

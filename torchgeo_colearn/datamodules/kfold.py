@@ -9,7 +9,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
+from torch.utils.data import Dataset
 from torchgeo.datasets import NonGeoDataset
+from typing_extensions import override
 
 from ..datasets.tensor import TensorMultiModalDataset
 from .base import MultiModalDataModule
@@ -159,7 +162,9 @@ class KFoldDataModule(MultiModalDataModule):
     of the loaded dataset (:meth:`~torchgeo_colearn.datasets.TensorMultiModalDataset.attribute`, e.g.
     LFMC's ``site``, CropHarvest's ``dataset``) or, with ``group_by='latlon_block'``, the cells of a
     *block_size*-degree latitude / longitude grid (:func:`latlon_blocks`). :meth:`split_summary` gives
-    the number of groups and samples of each split.
+    the number of groups and samples of each split, after *min_modalities*
+    (:class:`~torchgeo_colearn.datamodules.MultiModalDataModule`) left out the samples with too few
+    modalities; the folds are drawn over all samples, so a sample keeps its fold whatever the option.
     """
 
     def __init__(
@@ -284,6 +289,15 @@ class KFoldDataModule(MultiModalDataModule):
         self.val_dataset = self._full.subset(torch.from_numpy(val))
         self.test_dataset = self._full.subset(torch.from_numpy(test))
         self.predict_dataset = self.test_dataset
+
+    @override
+    def _keep_samples(
+        self, split: str, dataset: Dataset[Any], keep: Tensor
+    ) -> Dataset[Any]:
+        """Restrict a split to some of its samples, and its indices into the benchmark too."""
+        if split in self._splits:
+            self._splits[split] = self._splits[split][keep.numpy()]
+        return super()._keep_samples(split, dataset, keep)
 
     def split_summary(self) -> dict[str, Any]:
         """Describe the current split: how it is grouped and the groups and samples of each part.

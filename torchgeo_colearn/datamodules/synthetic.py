@@ -7,7 +7,12 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from ..datasets.synthetic import DEFAULT_MODALITIES, ModalityKind, SyntheticMultiSensor
+from ..datasets.synthetic import (
+    DEFAULT_MODALITIES,
+    ModalityKind,
+    SyntheticMultiSensor,
+    check_missing,
+)
 from ..datasets.tensor import TensorMultiModalDataset
 from ..metrics import TaskType
 from ..modality_info import ModalityInfo
@@ -35,6 +40,7 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
         seq_len: int = 12,
         image_size: int = 16,
         seed: int = 0,
+        missing: dict[str, float] | None = None,
         batch_size: int = 64,
         num_folds: int = 5,
         modalities: list[str] | dict[str, ModalityKind] | None = None,
@@ -55,7 +61,13 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
             noise: Observation noise relative to the signal.
             seq_len: Time steps of time series.
             image_size: Height and width of images, in pixels.
-            seed: Seed of the data and of the fold permutation.
+            seed: Seed of the data, of the samples *missing* removes modalities from, and of the
+                fold permutation.
+            missing: Generated modality mapped to the fraction of all samples that lack it, in
+                [0, 1), e.g. ``{'s2': 0.3}``: its values are NaN in those samples, which the
+                batches mark with ``present_s2`` (see
+                :class:`~torchgeo_colearn.datasets.SyntheticMultiSensor`); the same samples
+                whatever the fold.
             batch_size: Size of each mini-batch.
             num_folds: Number of folds.
             modalities: Generated modalities to keep in the batches, e.g. ``['s1']`` to train on
@@ -63,7 +75,11 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
                 them all. A mapping is the former spelling of *modality_kinds*, still accepted with
                 a DeprecationWarning.
             **kwargs: The folds and batches of :class:`~torchgeo_colearn.datamodules.KFoldDataModule`,
-                e.g. ``fold``, ``val_is_test``, ``augment``, ``stats``.
+                e.g. ``fold``, ``val_is_test``, ``augment``, ``stats``, ``min_modalities``.
+
+        Raises:
+            ValueError: If *missing* names a modality that is not generated or a rate outside
+                [0, 1).
         """
         if isinstance(modalities, Mapping):
             warnings.warn(
@@ -73,6 +89,7 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
                 stacklevel=2,
             )
             modality_kinds, modalities = dict(modalities), None
+        check_missing(missing, modality_kinds)
         dataset_args: dict[str, Any] = {
             'num_samples': num_samples,
             'modalities': modality_kinds,
@@ -85,6 +102,7 @@ class SyntheticMultiSensorDataModule(KFoldDataModule):
             'noise': noise,
             'seq_len': seq_len,
             'image_size': image_size,
+            'missing': missing,
         }
         super().__init__(
             SyntheticMultiSensor,

@@ -15,6 +15,7 @@ from ..cache import CacheKey
 from ..datasets.treesatai_ts import Sensor, TreeSatAITimeSeries
 from ..modality_info import ModalityInfo
 from .base import MultiModalDataModule
+from .missing import unfiltered
 
 #: Unit of the channels of each TreeSatAI-Time-Series sensor.
 SENSOR_UNITS: dict[str, str] = {
@@ -223,7 +224,8 @@ class TreeSatAITimeSeriesDataModule(MultiModalDataModule):
         Raises:
             RuntimeError: If called before :meth:`setup`.
         """
-        train = self.set_up_train_dataset('stats_cache_key')
+        # the key names every training file; min_modalities, in the options, picks among them
+        train = unfiltered(self.set_up_train_dataset('stats_cache_key'))
         assert isinstance(train, TreeSatAITimeSeries)
         sensors = sorted(self.kwargs['sensors'])
         masks = '_masks' if self.kwargs['s2_masks'] else ''

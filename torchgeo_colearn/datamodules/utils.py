@@ -7,10 +7,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from torch import Tensor
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
-from ..batch import DOY_PREFIX, IMAGE_PREFIX, VALID_PREFIX
+from ..batch import DOY_PREFIX, IMAGE_PREFIX, PRESENT_PREFIX, VALID_PREFIX
 from ..datasets.tensor import TensorMultiModalDataset
+
+#: Prefixes of the keys that belong to one modality.
+_MODALITY_PREFIXES = (IMAGE_PREFIX, VALID_PREFIX, PRESENT_PREFIX, DOY_PREFIX)
 
 
 class BatchView(Dataset[dict[str, Any]]):
@@ -92,15 +95,13 @@ def drop_other_modalities(
         modalities: The selected modalities.
 
     Returns:
-        The dict without the ``image_``, ``valid_`` and ``doy_`` keys of the other modalities.
+        The dict without the ``image_``, ``valid_``, ``doy_`` and ``present_`` keys of the other
+        modalities.
     """
     keep = set(modalities)
     out = {}
     for key, value in sample.items():
-        prefix = next(
-            (p for p in (IMAGE_PREFIX, VALID_PREFIX, DOY_PREFIX) if key.startswith(p)),
-            None,
-        )
+        prefix = next((p for p in _MODALITY_PREFIXES if key.startswith(p)), None)
         if prefix is None or key.removeprefix(prefix) in keep:
             out[key] = value
     return out
@@ -137,8 +138,11 @@ def labels_of(dataset: Any) -> Tensor | None:
 
     Returns:
         The ``label`` tensor of an in-memory dataset, the ``labels`` tensor of a dataset that has
-        one per sample, or None.
+        one per sample (indexed for a :class:`~torch.utils.data.Subset` of one), or None.
     """
+    if isinstance(dataset, Subset):
+        labels = labels_of(dataset.dataset)
+        return None if labels is None else labels[list(dataset.indices)]
     if isinstance(dataset, TensorMultiModalDataset):
         return dataset.tensors.get('label')
     labels = getattr(dataset, 'labels', None)
@@ -154,8 +158,12 @@ def ids_of(dataset: Any) -> list[str] | None:
         dataset: A dataset.
 
     Returns:
-        Its ``ids``, one per sample, or None.
+        Its ``ids``, one per sample (those of its samples for a
+        :class:`~torch.utils.data.Subset`), or None.
     """
+    if isinstance(dataset, Subset):
+        ids = ids_of(dataset.dataset)
+        return None if ids is None else [ids[i] for i in dataset.indices]
     ids = getattr(dataset, 'ids', None)
     if isinstance(ids, Sequence) and len(ids) == len(dataset):
         return list(ids)

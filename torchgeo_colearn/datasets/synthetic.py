@@ -3,7 +3,7 @@
 
 """A synthetic multi-sensor benchmark with a known shared latent factor."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Literal, TypeAlias
 
 import torch
@@ -54,6 +54,12 @@ class SyntheticMultiSensor(TensorMultiModalDataset):
     must learn to discard the nuisance from labels alone; co-learning gets the other modalities' views of
     the same z as extra supervision. The whole dataset is generated at once from *seed* (no per-sample
     Python work) and is deterministic.
+
+    *missing* removes modalities from samples at random, to train and evaluate with missing
+    modalities: modality m is removed from ``round(rate * N)`` samples, all its values set to NaN,
+    which the datamodules read as a missing modality (``present_<modality>``). The samples are
+    drawn independently per modality with *seed*, after the data and labels, which stay those of
+    ``missing=None``; a higher rate removes the modality from a superset of the samples.
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class SyntheticMultiSensor(TensorMultiModalDataset):
         seq_len: int = 12,
         image_size: int = 16,
         seed: int = 0,
+        missing: Mapping[str, float] | None = None,
     ) -> None:
         """Initialize a new SyntheticMultiSensor instance.
 
@@ -86,9 +93,12 @@ class SyntheticMultiSensor(TensorMultiModalDataset):
             seq_len: Time steps of time-series modalities.
             image_size: Height and width of image modalities, in pixels.
             seed: Seed of everything random.
+            missing: Modality mapped to the fraction of samples that lack it, in [0, 1); None or
+                ``{}`` keeps every modality of every sample.
 
         Raises:
-            ValueError: On a modality count outside 2 to 5, an unknown kind or task.
+            ValueError: On a modality count outside 2 to 5, an unknown kind or task, or a
+                *missing* entry naming an unknown modality or a rate outside [0, 1).
         """
         if not 2 <= len(modalities) <= 5:
             msg = (
@@ -101,6 +111,7 @@ class SyntheticMultiSensor(TensorMultiModalDataset):
         if task not in ('binary', 'multiclass', 'multilabel', 'regression'):
             msg = f"task must be 'binary', 'multiclass', 'multilabel' or 'regression', got {task!r}"
             raise ValueError(msg)
+        check_missing(missing, modalities)
         generator = torch.Generator().manual_seed(seed)
         shared = torch.randn(num_samples, shared_dim, generator=generator)
         tensors: dict[str, Tensor] = {}
@@ -113,9 +124,59 @@ class SyntheticMultiSensor(TensorMultiModalDataset):
                 factors, kind, seq_len, image_size, noise, generator
             )
         tensors['label'] = _labels(shared, task, num_classes, num_labels, generator)
+        if missing:
+            _remove(tensors, modalities, missing, generator)
         self.task = task
         self.kinds = dict(modalities)
         super().__init__(tensors, ids=[f'synthetic_{i}' for i in range(num_samples)])
+
+
+def check_missing(
+    missing: Mapping[str, float] | None, modalities: Iterable[str]
+) -> None:
+    """Check the *missing* option of the synthetic benchmark.
+
+    Args:
+        missing: Modality mapped to the fraction of samples that lack it, or None.
+        modalities: The generated modalities.
+
+    Raises:
+        ValueError: If *missing* names a modality that is not generated, or a rate is outside
+            [0, 1).
+    """
+    if not missing:
+        return
+    names = list(modalities)
+    if unknown := sorted(set(missing) - set(names)):
+        msg = f'missing names modalities {unknown} that are not generated; generated: {names}'
+        raise ValueError(msg)
+    if bad := {m: r for m, r in missing.items() if not 0 <= r < 1}:
+        msg = f'missing rates must be in [0, 1), got {bad}'
+        raise ValueError(msg)
+
+
+def _remove(
+    tensors: dict[str, Tensor],
+    modalities: Iterable[str],
+    missing: Mapping[str, float],
+    generator: Generator,
+) -> None:
+    """Remove modalities from random samples: set all their values to NaN.
+
+    One uniform key per sample and modality, drawn for every modality in order whatever *missing*
+    holds; modality m is removed from the ``round(rate * N)`` samples with the smallest keys.
+
+    Args:
+        tensors: The generated modalities, changed in place.
+        modalities: The generated modalities, in order.
+        missing: Modality mapped to the fraction of samples that lack it.
+        generator: Random generator, past the data and labels.
+    """
+    for name in modalities:
+        x = tensors[image_key(name)]
+        keys = torch.rand(len(x), generator=generator)
+        count = round(missing.get(name, 0.0) * len(x))
+        x[keys.argsort()[:count]] = torch.nan
 
 
 def _mix(factors: Tensor, out_features: int, generator: Generator) -> Tensor:
