@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from torchgeo_colearn.losses import modality_mean
-from torchgeo_colearn.presence import Inputs, Presence
+from torchgeo_colearn.presence import Inputs, Presence, complete_samples
 
 
 class Parts(NamedTuple):
@@ -104,3 +104,18 @@ def test_modality_mean_skips_modalities_without_samples() -> None:
         loss, [torch.zeros(0, requires_grad=True)], [torch.zeros(0)], False
     )
     assert nothing == 0 and nothing.requires_grad
+
+
+def test_complete_samples_keep_the_rows_of_every_key() -> None:
+    batch = {
+        'image_a': torch.arange(4.0),
+        'image_b': torch.arange(4.0),
+        'present_b': torch.tensor([True, False, True, True]),
+        'label': torch.tensor([0, 1, 2, 3]),
+        'id': ['w', 'x', 'y', 'z'],
+        'scale': torch.tensor(2.0),
+    }
+    kept = complete_samples(batch, ['a', 'b', 'c'])
+    assert kept['label'].tolist() == [0, 2, 3] and kept['id'] == ['w', 'y', 'z']
+    assert kept['scale'] == 2.0 and kept['present_b'].all()
+    assert complete_samples(batch, ['a'])['id'] == batch['id']

@@ -256,3 +256,32 @@ class Inputs(dict[str, ModalityInput]):
         """
         wanted = set(modalities)
         return Inputs({m: x for m, x in self.items() if m in wanted}, self.presence)
+
+
+def complete_samples(
+    batch: Mapping[str, Any], modalities: Iterable[str]
+) -> dict[str, Any]:
+    """Keep the samples of a batch that hold every modality of a set.
+
+    Args:
+        batch: A batch (tensors and lists with one row per sample; other values are kept).
+        modalities: The modalities every kept sample must hold (those the batch lacks are ignored).
+
+    Returns:
+        The batch restricted to those samples (the batch itself when all hold them).
+    """
+    held = [m for m in modalities if image_key(m) in batch]
+    presence = Presence.of(batch, held)
+    mask = presence.mask(held)
+    if mask is None:
+        return dict(batch)
+    keep = mask.tolist()
+
+    def rows(value: Any) -> Any:
+        if isinstance(value, Tensor) and value.ndim and len(value) == presence.size:
+            return value[mask]
+        if isinstance(value, list) and len(value) == presence.size:
+            return [item for item, kept in zip(value, keep) if kept]
+        return value
+
+    return {key: rows(value) for key, value in batch.items()}

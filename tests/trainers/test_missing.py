@@ -5,19 +5,28 @@
 
 import copy
 import itertools
+import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch import Trainer
 from torch import Tensor
 
-from torchgeo_colearn import CoLearnTask
+from torchgeo_colearn import CoLearnTask, SyntheticMultiSensorDataModule
+from torchgeo_colearn.callbacks import (
+    RepresentationFigures,
+    RobustnessEvaluation,
+    ScenarioPredictionWriter,
+    ScenarioReport,
+)
 from torchgeo_colearn.losses import nt_xent
 from torchgeo_colearn.scenarios import scenario_name
 from torchgeo_colearn.trainers import MultiModalTask
 
-from ..fakes import tiny_tempcnn
+from ..fakes import TINY_ENCODERS, tiny_tempcnn
 from .test_base import METHODS, TINY_MULTICLASS, method_dataset
 
 pytestmark = pytest.mark.filterwarnings(r'ignore:You are trying to `self.log\(\)`')
@@ -267,3 +276,38 @@ def test_one_sample_of_a_modality_names_the_modality() -> None:
         ValueError, match=r"only one sample of a training batch holds \['s2'\]"
     ):
         model.training_step(batch, 0)
+
+
+def test_fit_and_test_with_gaps_and_every_callback(tmp_path: Path) -> None:
+    """A synthetic run in which 40 % of the samples lack s2: every callback reports."""
+    datamodule = SyntheticMultiSensorDataModule(
+        num_samples=160, batch_size=16, missing={'s2': 0.4}, seed=0
+    )
+    model = CoLearnTask(encoders=TINY_ENCODERS, num_classes=4, embed_dim=4)
+    trainer = Trainer(
+        max_epochs=1,
+        accelerator='cpu',
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        default_root_dir=str(tmp_path),
+        callbacks=[
+            ScenarioReport(str(tmp_path / 'report')),
+            RobustnessEvaluation(
+                noise_levels=[0.5], output_dir=str(tmp_path / 'robustness')
+            ),
+            RepresentationFigures(
+                max_samples=32, projection='pca', output_dir=str(tmp_path / 'figures')
+            ),
+            ScenarioPredictionWriter(output=str(tmp_path / 'predictions.csv')),
+        ],
+    )
+    trainer.fit(model, datamodule)
+    (results,) = trainer.test(model, datamodule)
+    trainer.predict(model, datamodule, return_predictions=False)
+    assert datamodule.incomplete_modalities == ('s2',)
+    test_size = len(datamodule.test_dataset)  # type: ignore[arg-type]
+    assert results['test/s1/count'] == test_size
+    assert 0 < results['test/s2/count'] < test_size
+    assert results['test/s1+s2/count'] == results['test/s2/count']
+    assert all(math.isfinite(value) for value in results.values())

@@ -16,6 +16,7 @@ from sklearn.manifold import TSNE
 from torch import Tensor
 
 from ..metrics import TaskType
+from ..presence import complete_samples
 from ..scenarios import scenario_name
 from ..trainers.interface import check_predictor
 from .figures import output_folder, tensorboard_writer, write_figure
@@ -131,8 +132,11 @@ class RepresentationFigures(Callback):
         wanted = self.max_samples - self._collected
         if wanted <= 0:
             return
+        task = check_predictor(pl_module)
+        # the figures compare the modalities of the same samples
+        batch = complete_samples(batch, task.modalities)
         with torch.no_grad():
-            parts = check_predictor(pl_module).representations(batch)
+            parts = task.representations(batch)
         self._parts.append(
             {
                 modality: {

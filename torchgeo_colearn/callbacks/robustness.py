@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 
 from ..batch import image_key, modalities_in, valid_key
 from ..metrics import ScenarioScores
+from ..presence import Presence
 from ..scenarios import COUNT, Scenario, parse_scenarios, scenario_name
 from ..trainers.interface import ScenarioPredictor, check_predictor
 from .figures import output_folder, write_figure
@@ -219,6 +220,13 @@ class RobustnessEvaluation(Callback):
             'noise': scenarios,
             'missing': [s for s in scenarios if time_series.intersection(s)],
         }
+        # each scenario on the samples that hold its modalities
+        presence = Presence.of(batch, modalities_in(batch))
+        available = {
+            scenario_name(s): mask
+            for s in scenarios
+            if (mask := presence.mask(s)) is not None
+        }
         for kind, levels in self.levels.items():
             chosen = perturbed[kind]
             if not chosen:
@@ -238,6 +246,7 @@ class RobustnessEvaluation(Callback):
                 self._scores[key].update(
                     {scenario_name(s): p for s, p in predictions.items()},
                     batch['label'],
+                    available,
                 )
 
     def on_test_epoch_end(
