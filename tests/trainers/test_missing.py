@@ -6,6 +6,7 @@
 import copy
 import itertools
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -242,39 +243,42 @@ class TestEveryMethod:
             assert torch.isfinite(prediction[holds]).all()
 
 
-def test_a_sample_without_any_modality_is_an_error() -> None:
-    model = CoLearnTask(**{**TINY_MULTICLASS, 'encoders': EXACT_ENCODERS})
-    batch = missing_batch(lacking={'s1': [2], 's2': [2], 's3': [2]})
-    with pytest.raises(
-        ValueError, match=r'sample 2 .*holds none of the modalities.*min_modalities'
-    ):
-        model.training_step(batch, 0)
-
-
-def test_a_present_mask_must_be_a_bool_per_sample() -> None:
-    model = CoLearnTask(**{**TINY_MULTICLASS, 'encoders': EXACT_ENCODERS})
-    batch = missing_batch()
+def float_mask(batch: dict[str, Any]) -> None:
     batch['present_s2'] = batch['present_s2'].float()
-    with pytest.raises(
-        ValueError, match=r'present_s2 must be a bool tensor of shape \(10,\)'
-    ):
-        model.training_step(batch, 0)
 
 
-def test_nan_in_a_present_sample_still_raises() -> None:
-    model = CoLearnTask(**{**TINY_MULTICLASS, 'encoders': EXACT_ENCODERS})
-    batch = missing_batch()
+def nan_in_a_present_sample(batch: dict[str, Any]) -> None:
     batch['image_s2'][0, 0] = float('nan')
-    with pytest.raises(ValueError, match=r'image_s2 holds NaN \(sample 0'):
-        model.training_step(batch, 0)
 
 
-def test_one_sample_of_a_modality_names_the_modality() -> None:
+@pytest.mark.parametrize(
+    ('lacking', 'spoil', 'message'),
+    [
+        (
+            {'s1': [2], 's2': [2], 's3': [2]},
+            None,
+            r'sample 2 .*holds none of the modalities.*min_modalities',
+        ),
+        (None, float_mask, r'present_s2 must be a bool tensor of shape \(10,\)'),
+        (None, nan_in_a_present_sample, r'image_s2 holds NaN \(sample 0'),
+        (
+            {'s2': list(range(1, 10))},
+            None,
+            r"only one sample of a training batch holds \['s2'\]",
+        ),
+    ],
+    ids=['no modality', 'float mask', 'NaN where present', 'one sample of s2'],
+)
+def test_errors_name_the_cause(
+    lacking: dict[str, list[int]] | None,
+    spoil: Callable[[dict[str, Any]], None] | None,
+    message: str,
+) -> None:
     model = CoLearnTask(**{**TINY_MULTICLASS, 'encoders': EXACT_ENCODERS})
-    batch = missing_batch(lacking={'s2': list(range(1, 10))})
-    with pytest.raises(
-        ValueError, match=r"only one sample of a training batch holds \['s2'\]"
-    ):
+    batch = missing_batch(lacking=lacking)
+    if spoil is not None:
+        spoil(batch)
+    with pytest.raises(ValueError, match=message):
         model.training_step(batch, 0)
 
 

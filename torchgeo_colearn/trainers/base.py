@@ -440,9 +440,9 @@ class MultiModalTask(CheckpointedTask, ABC):
         """Predict a scenario for every sample of a batch, NaN for the samples that cannot be.
 
         Args:
-            features: Output of :meth:`encode`, each modality on the samples that hold it.
-            presence: Which samples hold which modality.
-            scenario: The scenario.
+            features: As for :meth:`scenario_output`.
+            presence: Which samples of the batch hold which modality.
+            scenario: The scenario to predict.
 
         Returns:
             Predictions (see :meth:`postprocess`) with the batch's B rows; the rows of samples that
