@@ -24,9 +24,7 @@ and the machine, torch version and load average before and after.
 """
 
 import argparse
-import contextlib
 import os
-import platform
 import statistics
 import time
 import warnings
@@ -38,6 +36,11 @@ import torch
 from torch import Tensor
 
 from torchgeo_colearn.trainers import CoLearnTask
+
+if __package__:  # imported as benchmarks.scale (the tests)
+    from .timing import cpu_model, spread
+else:  # run as a script
+    from timing import cpu_model, spread  # type: ignore[no-redef]
 
 #: Modality mapped to its channels, in the order M takes them (CropHarvest's sensors).
 CHANNELS = {'s1': 2, 's2': 12, 'era5': 2, 'srtm': 2}
@@ -178,22 +181,6 @@ def measure(
     }
 
 
-def spread(values: Sequence[float], digits: int) -> str:
-    """Format values as median [min-max].
-
-    Args:
-        values: The repetitions.
-        digits: Decimals.
-
-    Returns:
-        The formatted spread.
-    """
-    return (
-        f'{statistics.median(values):.{digits}f} '
-        f'[{min(values):.{digits}f}-{max(values):.{digits}f}]'
-    )
-
-
 def report(
     results: Mapping[tuple[int, int, int], list[dict[str, float]]], samples: int
 ) -> str:
@@ -242,11 +229,7 @@ def machine(device: torch.device) -> str:
     """
     if device.type == 'cuda':
         return torch.cuda.get_device_name(device)
-    with contextlib.suppress(OSError), open('/proc/cpuinfo') as f:
-        for line in f:
-            if line.startswith('model name'):
-                return f'{line.split(":", 1)[1].strip()}, {os.cpu_count()} CPUs'
-    return f'{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs'
+    return f'{cpu_model()}, {os.cpu_count()} CPUs'
 
 
 def load() -> str:

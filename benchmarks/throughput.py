@@ -36,8 +36,6 @@ import importlib
 import json
 import logging
 import os
-import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,6 +47,11 @@ from typing import Any
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+if __package__:  # imported as benchmarks.throughput (the tests)
+    from .timing import cpu_model, spread
+else:  # run as a script, or as a worker
+    from timing import cpu_model, spread  # type: ignore[no-redef]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join('experiments', 'benchmarks', 'lfmc.yaml')
@@ -632,34 +635,6 @@ def describe(root: str) -> str:
     commit = git('rev-parse', '--short', 'HEAD')
     return commit + (
         '+changes' if git('status', '--porcelain', '--untracked-files=no') else ''
-    )
-
-
-def cpu_model() -> str:
-    """Return the CPU model name."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def spread(values: Sequence[float], digits: int) -> str:
-    """Format values as median [min-max].
-
-    Args:
-        values: The repetitions.
-        digits: Decimals.
-
-    Returns:
-        The formatted spread.
-    """
-    return (
-        f'{statistics.median(values):.{digits}f} '
-        f'[{min(values):.{digits}f}-{max(values):.{digits}f}]'
     )
 
 

@@ -22,7 +22,8 @@ import statistics
 import subprocess
 import time
 
-from throughput import REPO, checkout, cpu_model, describe, spread, worker_call
+from throughput import REPO, checkout, describe, worker_call
+from timing import cpu_model, spread
 
 #: The 0.1 release: the last revision before one encoder pass per batch.
 DEFAULT_BASELINE = '96206ac'

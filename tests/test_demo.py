@@ -22,7 +22,7 @@ def test_demo_runs_the_built_in_config(
     # The runner's progress: one line per run, and one per epoch when the output is not a terminal.
     assert '[1/4] mdico fold=0 seed=0: ok' in out
     assert '[4/4] single[dem] fold=0 seed=0: ok' in out
-    assert 'single[s2] fold=0 seed=0 epoch 1/1: train loss' in out
+    assert 'single[s2] fold=0 seed=0 epoch 0/0: train_loss' in out
     assert {row['modality'] for row in rows} == {'s1', 's2', 'dem'}
     assert [row['modality'] for row in rows][::4] == ['s1', 's2', 'dem']
     with open(tmp_path / 'comparison.csv') as f:

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 import yaml
 from torch import Tensor
 
@@ -75,6 +76,14 @@ def run(config: str, tmp_path: Path, *extra: str) -> pd.DataFrame:
         ]
     )
     return pd.read_csv(tmp_path / 'out' / 'summary.csv')
+
+
+def printed(capsys: pytest.CaptureFixture[str], *lines: str) -> str:
+    """Return what was printed since the last read, having checked that it holds each of *lines*."""
+    out = capsys.readouterr().out
+    missing = [line for line in lines if line not in out]
+    assert not missing, f'{missing} not printed in:\n{out}'
+    return out
 
 
 class FailingTask(SingleModalityTask):

@@ -11,7 +11,7 @@ import yaml
 from torchgeo_colearn.benchmark import load_config, plan, run_path
 from torchgeo_colearn.benchmark import records as records_module
 
-from .common import GBDT, MDICO, SINGLE, TINY_ENCODERS, run, write_config
+from .common import GBDT, MDICO, SINGLE, TINY_ENCODERS, printed, run, write_config
 
 TWO = {'mdico': MDICO, 'single': {**SINGLE, 'per_modality': True}}
 
@@ -21,11 +21,13 @@ def test_grid_writes_table_plot_and_report(
 ) -> None:
     config = write_config(tmp_path, TWO, discussion='Co-learning helps s1 here.')
     summary = run(config, tmp_path)
-    progress = capsys.readouterr().out
-    assert '6 units = 2 methods x 2 folds x 1 seeds, 6 to run' in progress
-    assert '[1/6] mdico fold=0 seed=0: ok' in progress
-    assert '[2/6] single[s1] fold=0 seed=0: ok' in progress
-    assert '[6/6] single[s2] fold=1 seed=0: ok' in progress
+    printed(
+        capsys,
+        '6 units = 2 methods x 2 folds x 1 seeds, 6 to run',
+        '[1/6] mdico fold=0 seed=0: ok',
+        '[2/6] single[s1] fold=0 seed=0: ok',
+        '[6/6] single[s2] fold=1 seed=0: ok',
+    )
     # MDiCo predicts every subset; each single-modality model its own modality.
     scenarios = summary.groupby('method')['scenario'].unique()
     assert set(scenarios['mdico']) == {'s1', 's2', 's1+s2'}
@@ -84,11 +86,13 @@ def test_resume_skips_finished_runs(
     first = os.path.getmtime(run_path(out, 'mdico', 0, 0))
     capsys.readouterr()
     summary = run(config, tmp_path)
-    progress = capsys.readouterr().out
-    assert ', 3 to run' in progress
-    assert '[1/6] mdico fold=0 seed=0: done before, skipped' in progress
-    assert '[3/6] single[s2] fold=0 seed=0: done before, skipped' in progress
-    assert '[4/6] mdico fold=1 seed=0: ok' in progress
+    printed(
+        capsys,
+        ', 3 to run',
+        '[1/6] mdico fold=0 seed=0: done before, skipped',
+        '[3/6] single[s2] fold=0 seed=0: done before, skipped',
+        '[4/6] mdico fold=1 seed=0: ok',
+    )
     assert os.path.getmtime(run_path(out, 'mdico', 0, 0)) == first
     assert (summary['n'] == 2).all()
 
@@ -105,13 +109,13 @@ def test_changed_settings_or_code_rerun(
     config = write_config(tmp_path, changed, model=shared)
     capsys.readouterr()
     run(config, tmp_path, '--folds', '0')
-    assert '[1/1] gbdt fold=0 seed=0: ok' in capsys.readouterr().out
+    printed(capsys, '[1/1] gbdt fold=0 seed=0: ok')
     # Other package code: re-run, unless told to reuse.
     monkeypatch.setattr(records_module, 'code_hash', lambda: 'other')
     run(config, tmp_path, '--folds', '0', '--any-code-version')
-    assert 'done before, skipped' in capsys.readouterr().out
+    printed(capsys, 'done before, skipped')
     run(config, tmp_path, '--folds', '0')
-    assert '[1/1] gbdt fold=0 seed=0: ok' in capsys.readouterr().out
+    printed(capsys, '[1/1] gbdt fold=0 seed=0: ok')
 
 
 def test_failure_recorded_and_grid_goes_on(
@@ -127,15 +131,12 @@ def test_failure_recorded_and_grid_goes_on(
     }
     config = write_config(tmp_path, methods)
     summary = run(config, tmp_path)
-    progress = capsys.readouterr().out
-    assert (
-        'broken fold=0 seed=0: FAILED: RuntimeError: boom in training_step' in progress
+    printed(
+        capsys,
+        'broken fold=0 seed=0: FAILED: RuntimeError: boom in training_step',
+        'students fold=1 seed=0: FAILED: FileNotFoundError: teacher checkpoint',
+        '[4/6] gbdt fold=1 seed=0: ok',
     )
-    assert (
-        'students fold=1 seed=0: FAILED: FileNotFoundError: teacher checkpoint'
-        in progress
-    )
-    assert '[4/6] gbdt fold=1 seed=0: ok' in progress
     record = json.loads(
         Path(run_path(str(tmp_path / 'out'), 'broken', 1, 0)).read_text()
     )
@@ -147,7 +148,7 @@ def test_failure_recorded_and_grid_goes_on(
     # Failed runs are retried on the next call.
     capsys.readouterr()
     run(config, tmp_path, '--methods', 'broken', '--folds', '0')
-    assert '[1/1] broken fold=0 seed=0: FAILED' in capsys.readouterr().out
+    printed(capsys, '[1/1] broken fold=0 seed=0: FAILED')
 
 
 def test_teacher_runs_first_and_keeps_its_checkpoint(
@@ -162,9 +163,9 @@ def test_teacher_runs_first_and_keeps_its_checkpoint(
     }
     config = write_config(tmp_path, methods)
     run(config, tmp_path, '--folds', '0', '--methods', 'students')
-    progress = capsys.readouterr().out
-    assert '[1/2] fusion fold=0 seed=0: ok' in progress
-    assert '[2/2] students fold=0 seed=0: ok' in progress
+    printed(
+        capsys, '[1/2] fusion fold=0 seed=0: ok', '[2/2] students fold=0 seed=0: ok'
+    )
     assert os.path.exists(run_path(str(tmp_path / 'out'), 'fusion', 0, 0, 'ckpt'))
 
 
@@ -175,9 +176,13 @@ def test_epoch_progress_lines(
         tmp_path, {'mdico': MDICO}, trainer={'max_epochs': 2, 'patience': 5}
     )
     run(config, tmp_path, '--folds', '0', '--progress', 'epoch')
-    progress = capsys.readouterr().out
-    assert '    mdico fold=0 seed=0 epoch 1/2: train loss ' in progress
-    assert 'epoch 2/2' in progress and 'val_loss' in progress
+    # the lines of colearn fit, after the run's name
+    progress = printed(
+        capsys,
+        '    mdico fold=0 seed=0 epoch 0/1: train_loss ',
+        '    mdico fold=0 seed=0 epoch 1/1: train_loss ',
+    )
+    assert progress.count(', val_loss ') == 2
 
 
 def test_plan_orders_dependencies(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from torchgeo_colearn.benchmark import load_config, run_path, trial_path
 from torchgeo_colearn.benchmark import runner as runner_module
 from torchgeo_colearn.benchmark.tuning import best_trial, objective
 
-from .common import GBDT, MDICO, run, write_config
+from .common import GBDT, MDICO, printed, run, write_config
 
 METHODS = {
     'mdico': {
@@ -48,9 +48,11 @@ def test_tuning_resumes_without_rerunning_finished_trials(
     # An uninterrupted grid, for reference.
     reference = tmp_path / 'reference'
     run(config, reference)
-    progress = capsys.readouterr().out
-    assert '6 units = 1 methods x 2 folds x 1 seeds (+ 4 tuning trials)' in progress
-    assert '[1/6] tune gbdt fold=0 trial=0: ok' in progress
+    printed(
+        capsys,
+        '6 units = 1 methods x 2 folds x 1 seeds (+ 4 tuning trials)',
+        '[1/6] tune gbdt fold=0 trial=0: ok',
+    )
 
     # The same grid, interrupted while its 4th unit (the last trial of fold 1) trains.
     calls = 0
@@ -72,10 +74,8 @@ def test_tuning_resumes_without_rerunning_finished_trials(
     monkeypatch.setattr(runner_module, 'train_and_score', original)
     capsys.readouterr()
     run(config, tmp_path)
-    progress = capsys.readouterr().out
-    assert ', 3 to run' in progress
+    progress = printed(capsys, ', 3 to run', '[4/6] tune gbdt fold=1 trial=1: ok')
     assert progress.count('done before, skipped') == 3
-    assert '[4/6] tune gbdt fold=1 trial=1: ok' in progress
     after = trial_files(out)
     assert all(after[path] == mtime for path, mtime in before.items())
     # Resumed trials sample what the uninterrupted grid sampled.

@@ -4,6 +4,7 @@
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -29,17 +30,9 @@ PAPER_GROUPS = {'s1': ['s1', 's1_ratio'], 'optical': ['optical', 'optical_indice
 pytestmark = pytest.mark.filterwarnings('ignore:.*dropped \\d+ row:UserWarning')
 
 
-def datamodule(
-    fold: int = 0, seed: int = 10, val_is_test: bool = False, batch_size: int = 32
-) -> LFMCDataModule:
-    dm = LFMCDataModule(
-        root=ROOT,
-        modality_groups=PAPER_GROUPS,
-        batch_size=batch_size,
-        fold=fold,
-        seed=seed,
-        val_is_test=val_is_test,
-    )
+def datamodule(**options: Any) -> LFMCDataModule:
+    """The test table with the paper's modality groups and *options*, set up for fitting."""
+    dm = LFMCDataModule(root=ROOT, modality_groups=PAPER_GROUPS, **options)
     dm.setup('fit')
     return dm
 
@@ -110,19 +103,12 @@ class TestLFMCDataModule:
         assert len(splits(dm)[2]) == 4
 
     def test_geojson(self) -> None:
-        dm = LFMCDataModule(
-            root=ROOT, source='geojson', num_folds=3, modality_groups=PAPER_GROUPS
-        )
-        dm.setup('fit')
-        train, val, test = split_ids(dm)
+        train, val, test = split_ids(datamodule(source='geojson', num_folds=3))
         assert len(train | val | test) == 6
         assert all(i.startswith('feature_') for i in train)
 
     def test_modality_selection(self) -> None:
-        dm = LFMCDataModule(
-            root=ROOT, modality_groups=PAPER_GROUPS, modalities=['optical']
-        )
-        dm.setup('fit')
+        dm = datamodule(modalities=['optical'])
         batch = dm.on_after_batch_transfer(next(iter(dm.train_dataloader())), 0)
         assert [k for k in batch if k.startswith(('image_', 'valid_'))] == [
             'image_optical',

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from torch import nn
+from torch import Tensor, nn
 
 from torchgeo_colearn.datasets.tensor import TensorMultiModalDataset
 from torchgeo_colearn.metrics import TaskType
@@ -461,21 +461,16 @@ def test_input_fusion_representations_per_modality() -> None:
 
 
 class StepLosses(Callback):
-    """Record the training loss of every step and the dtype of the encoders' outputs."""
+    """Record the loss of every training step and the dtype of the encoders' outputs."""
 
     def __init__(self) -> None:
         self.losses: list[float] = []
         self.dtypes: set[torch.dtype] = set()
 
-    def on_train_batch_end(
-        self,
-        trainer: Trainer,
-        module: LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
+    def on_before_backward(
+        self, trainer: Trainer, module: LightningModule, loss: Tensor
     ) -> None:
-        self.losses.append(float(outputs['loss']))
+        self.losses.append(float(loss))
 
     def on_fit_start(self, trainer: Trainer, module: LightningModule) -> None:
         for encoder in module.modules():

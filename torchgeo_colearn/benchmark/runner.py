@@ -16,12 +16,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import lightning.pytorch as pl
 import torch
 from lightning.pytorch import LightningDataModule, Trainer, seed_everything
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from threadpoolctl import threadpool_limits
 
+from ..callbacks.progress import EpochProgress
 from ..scenarios import COUNT, scores_by_scenario
 from ..trainers.base import MultiModalTask
 from .config import Benchmark, Method, deep_merge, restrict_to
@@ -37,64 +37,6 @@ QUIET_LOGGERS = ('lightning.pytorch', 'lightning.fabric', 'lightning')
 #: How a run shows its progress: one line per run (the grid prints it), plus one line per epoch, or
 #: Lightning's progress bar.
 Progress = Literal['run', 'epoch', 'bar']
-
-
-class EpochLines(Callback):
-    """Print one line per epoch (for logs that are not a terminal, where a progress bar shows nothing)."""
-
-    def __init__(self, label: str) -> None:
-        """Initialize a new EpochLines instance.
-
-        Args:
-            label: Prefix of each line, naming the run.
-        """
-        self.label = label
-        self.start = time.perf_counter()
-        self.losses: list[torch.Tensor] = []
-
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
-        """Keep the batch's training loss (on its device: no synchronisation per step).
-
-        Args:
-            trainer: The trainer.
-            pl_module: The task.
-            outputs: What the training step returned.
-            batch: The batch.
-            batch_idx: Its index.
-        """
-        loss = outputs.get('loss') if isinstance(outputs, Mapping) else outputs
-        if isinstance(loss, torch.Tensor):
-            self.losses.append(loss.detach())
-
-    def on_train_epoch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule
-    ) -> None:
-        """Print the epoch's mean training loss and its validation loss.
-
-        Args:
-            trainer: The trainer.
-            pl_module: The task.
-        """
-        parts = []
-        if self.losses:
-            parts.append(f'train loss {float(torch.stack(self.losses).mean()):.4f}')
-        self.losses = []
-        monitor = str(getattr(pl_module, 'monitor', 'val_loss'))
-        if monitor in trainer.callback_metrics:
-            parts.append(f'{monitor} {float(trainer.callback_metrics[monitor]):.4f}')
-        elapsed = time.perf_counter() - self.start
-        print(
-            f'    {self.label} epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: '
-            f'{", ".join(parts)} ({elapsed:.0f} s)',
-            flush=True,
-        )
 
 
 @contextlib.contextmanager
@@ -208,7 +150,11 @@ def _fit_task(
             min_delta=method.runner['min_delta'],
             mode='min',
         )
-        lines = [EpochLines(unit.label())] if progress == 'epoch' else []
+        lines = (
+            [EpochProgress('always', f'    {unit.label()} ')]
+            if progress == 'epoch'
+            else []
+        )
         settings = {
             'enable_progress_bar': progress == 'bar',
             'enable_model_summary': False,

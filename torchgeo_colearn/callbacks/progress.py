@@ -31,13 +31,15 @@ class EpochProgress(Callback):
 
     The line of an epoch is printed once its validation and its epoch-end logging are done (when the
     next epoch starts, or when training ends); the time runs from the start of the epoch to then.
+    ``colearn benchmark --progress epoch`` prefixes each line with the run's name.
     """
 
-    def __init__(self, mode: ProgressMode = 'auto') -> None:
+    def __init__(self, mode: ProgressMode = 'auto', prefix: str = '') -> None:
         """Initialize a new EpochProgress instance.
 
         Args:
             mode: 'auto' (print when standard output is not a terminal), 'always' or 'never'.
+            prefix: Text before each line, e.g. ``'    mdico fold=0 seed=0 '``.
 
         Raises:
             ValueError: On another mode.
@@ -47,6 +49,7 @@ class EpochProgress(Callback):
             msg = f"mode must be 'auto', 'always' or 'never', got {mode!r}"
             raise ValueError(msg)
         self.mode = mode
+        self.prefix = prefix
         self._epoch: int | None = None
         self._started = 0.0
 
@@ -77,7 +80,7 @@ class EpochProgress(Callback):
         total = f'/{last}' if last >= 0 else ''
         elapsed = time.perf_counter() - self._started
         print(
-            f'epoch {self._epoch}{total}: {", ".join(values)} ({elapsed:.1f} s)',
+            f'{self.prefix}epoch {self._epoch}{total}: {", ".join(values)} ({elapsed:.1f} s)',
             flush=True,
         )
         self._epoch = None

@@ -374,15 +374,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             'classes, package version, training data) inside the file. See docs/deploy.md.'
         ),
         'the modality to deploy with, e.g. s1',
+        'the file to write, e.g. model.onnx',
     )
     parser.add_argument(
         '--format',
         default='onnx',
         choices=get_args(ExportFormat),
         help='onnx (needs pip install torchgeo-colearn[onnx]) or torchscript',
-    )
-    parser.add_argument(
-        '--output', required=True, help='the file to write, e.g. model.onnx'
     )
     args = parser.parse_args(argv)
     task = load_task(args.ckpt_path)

@@ -446,21 +446,23 @@ def load_task(
 
 
 def checkpoint_parser(
-    prog: str, description: str, modality: str
+    prog: str, description: str, modality: str, output: str
 ) -> argparse.ArgumentParser:
-    """Start the parser of a command that deploys one modality of a checkpoint.
+    """Start the parser of a command that deploys one modality of a checkpoint to a file.
 
     Args:
         prog: The command, e.g. ``'colearn map'``.
         description: What it does.
         modality: Help of ``--modality``.
+        output: Help of ``--output``.
 
     Returns:
-        A parser with the required ``--ckpt_path`` and ``--modality``.
+        A parser with the required ``--ckpt_path``, ``--modality`` and ``--output``.
     """
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument(
         '--ckpt_path', required=True, help='checkpoint of a trained task'
     )
     parser.add_argument('--modality', required=True, help=modality)
+    parser.add_argument('--output', required=True, help=output)
     return parser

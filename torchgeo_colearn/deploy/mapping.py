@@ -352,9 +352,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             'series), other rasters tile by tile with image modalities. See docs/deploy.md.'
         ),
         'the modality to predict from',
+        'the map GeoTIFF to write',
     )
     parser.add_argument('--raster', required=True, help='the input GeoTIFF')
-    parser.add_argument('--output', required=True, help='the map GeoTIFF to write')
     parser.add_argument(
         '--layout',
         default='auto',

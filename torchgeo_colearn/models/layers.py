@@ -264,7 +264,56 @@ class GroupedLinear(nn.Linear):
         return grouped_linear(x, self.weight, self.bias, groups)
 
 
-class TemporalConv(nn.Module):
+class ConvertOnLoad(nn.Module):
+    """A module that converts its entries of a state dict before they load.
+
+    Subclasses implement :meth:`convert_state_dict`; ``load_state_dict`` calls it for this module's
+    prefix, then loads as ``nn.Module`` does.
+    """
+
+    def convert_state_dict(self, state_dict: dict[str, Any], prefix: str) -> None:
+        """Convert this module's entries of a state dict being loaded, in place.
+
+        Args:
+            state_dict: The state dict being loaded (a copy owned by ``load_state_dict``).
+            prefix: This module's key prefix.
+        """
+        raise NotImplementedError
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        """Convert this module's entries with :meth:`convert_state_dict`, then load them.
+
+        Args:
+            state_dict: The state dict being loaded (a copy owned by ``load_state_dict``).
+            prefix: This module's key prefix.
+            local_metadata: Metadata of this module.
+            strict: Whether unexpected or missing keys are errors.
+            missing_keys: Missing keys found so far.
+            unexpected_keys: Unexpected keys found so far.
+            error_msgs: Errors found so far.
+        """
+        self.convert_state_dict(state_dict, prefix)
+        super()._load_from_state_dict(
+            state_dict,
+            prefix,
+            local_metadata,
+            strict,
+            missing_keys,
+            unexpected_keys,
+            error_msgs,
+        )
+
+
+class TemporalConv(ConvertOnLoad):
     """Same-padded temporal convolution of channels-last series, (B, T, C_in) -> (B, T, C_out).
 
     Computes ``nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
@@ -345,39 +394,16 @@ class TemporalConv(nn.Module):
         super()._save_to_state_dict(destination, prefix, keep_vars)
         destination[prefix + 'weight'] = destination[prefix + 'weight'].transpose(1, 2)
 
-    def _load_from_state_dict(
-        self,
-        state_dict: dict[str, Any],
-        prefix: str,
-        local_metadata: dict[str, Any],
-        strict: bool,
-        missing_keys: list[str],
-        unexpected_keys: list[str],
-        error_msgs: list[str],
-    ) -> None:
-        """Load a weight saved in the ``nn.Conv1d`` layout.
+    def convert_state_dict(self, state_dict: dict[str, Any], prefix: str) -> None:
+        """Turn a weight saved in the ``nn.Conv1d`` layout into the tap-major one, in place.
 
         Args:
-            state_dict: The state dict being loaded (a copy owned by ``load_state_dict``).
+            state_dict: The state dict being loaded.
             prefix: This module's key prefix.
-            local_metadata: Metadata of this module.
-            strict: Whether unexpected or missing keys are errors.
-            missing_keys: Missing keys found so far.
-            unexpected_keys: Unexpected keys found so far.
-            error_msgs: Errors found so far.
         """
         key = prefix + 'weight'
         if key in state_dict and state_dict[key].dim() == 3:
             state_dict[key] = state_dict[key].transpose(1, 2)
-        super()._load_from_state_dict(
-            state_dict,
-            prefix,
-            local_metadata,
-            strict,
-            missing_keys,
-            unexpected_keys,
-            error_msgs,
-        )
 
 
 class ChannelsLastBatchNorm(nn.BatchNorm1d):

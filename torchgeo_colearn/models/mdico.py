@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from .encoder import Encoder, build_encoder, encoder_class
 from .head import Head
+from .layers import ConvertOnLoad
 
 
 class Representation(NamedTuple):
@@ -35,7 +36,7 @@ class Encoding(NamedTuple):
     output: Tensor
 
 
-class MDiCo(nn.Module):
+class MDiCo(ConvertOnLoad):
     """Multi-modal Disentanglement for Co-learning (Mena et al., 2025).
 
     Per modality m: a specific encoder whose 2d output splits into ``specific`` (first d) and
@@ -198,31 +199,16 @@ class MDiCo(nn.Module):
         out: Tensor = self.aux_head(part)
         return out
 
-    def _load_from_state_dict(
-        self,
-        state_dict: dict[str, Any],
-        prefix: str,
-        local_metadata: dict[str, Any],
-        strict: bool,
-        missing_keys: list[str],
-        unexpected_keys: list[str],
-        error_msgs: list[str],
-    ) -> None:
-        """Load, converting the two-module layout of the paired modalities first.
+    def convert_state_dict(self, state_dict: dict[str, Any], prefix: str) -> None:
+        """Convert the two-module layout of the paired modalities, in place.
 
         A state dict saved before the paired layout holds ``specific.<m>.*`` and ``shared.<m>.*`` for
         every modality; the paired encoder stacks the two along the first axis of every tensor (the
         batch counters of its batch norms, equal in both, are taken from the specific encoder).
 
         Args:
-            state_dict: The state dict being loaded (a copy owned by ``load_state_dict``), converted in
-                place.
+            state_dict: The state dict being loaded.
             prefix: This module's key prefix.
-            local_metadata: Metadata of this module.
-            strict: Whether unexpected or missing keys are errors.
-            missing_keys: Missing keys found so far.
-            unexpected_keys: Unexpected keys found so far.
-            error_msgs: Errors found so far.
         """
         for modality, paired in self.paired.items():
             specific = f'{prefix}specific.{modality}.'
@@ -237,15 +223,6 @@ class MDiCo(nn.Module):
                 state_dict[f'{prefix}paired.{modality}.{name}'] = (
                     torch.cat([first, second]) if first.dim() else first
                 )
-        super()._load_from_state_dict(
-            state_dict,
-            prefix,
-            local_metadata,
-            strict,
-            missing_keys,
-            unexpected_keys,
-            error_msgs,
-        )
 
 
 def _copy_first_copy(encoder: nn.Module) -> None:
