@@ -14,13 +14,17 @@ from a random permutation of the resident samples: indexing the batch, the input
 the four MDiCo loss terms, backward and the optimiser step (Lightning's loop around the step is left
 out: ``benchmarks/throughput.py`` measures it).
 
-All cases (M x batch size x threads) run in ONE interleaved sequence, repetition after repetition, so
+With ``--missing``, a share of the samples lacks Sentinel-2 (``present_s2``): the step then runs the
+per-modality terms of samples with gaps (docs/missing_modalities.md).
+
+All cases (M x missing rate x batch size x threads) run in ONE interleaved sequence, repetition after repetition, so
 that a change of load hits them alike. It prints samples/s per case (median and min-max over the
-repetitions), the implied seconds per 70,000-sample epoch, the 2-thread / 1-thread ratio per repetition,
-and the machine, torch version and load average before and after.
+repetitions), the implied seconds per 70,000-sample epoch, the 2-thread / 1-thread ratio and the ratio to
+the complete data (missing rate 0) per repetition, and the machine, torch version and load average before and after.
 
     python benchmarks/scale.py [--samples 70000] [--modalities 2 4] [--batch-sizes 256 1024]
-        [--threads 1 2] [--steps 20] [--repeats 3] [--device cpu|cuda] [--precision 32|bf16-mixed]
+        [--threads 1 2] [--missing 0 0.3] [--steps 20] [--repeats 3] [--device cpu|cuda]
+        [--precision 32|bf16-mixed]
 """
 
 import argparse
@@ -64,24 +68,31 @@ ENCODER = {
 
 Precision = Literal['32', 'bf16-mixed']
 
+#: A measured case: M, the share of samples lacking s2, the batch size and the threads.
+Key = tuple[int, float, int, int]
+
 
 @dataclass
 class Case:
     """The resident data, the task and its optimiser for M modalities."""
 
     modalities: int
+    missing: float
     data: dict[str, Tensor]
     task: CoLearnTask
     optimizer: torch.optim.Optimizer
 
 
-def make_case(modalities: int, samples: int, device: torch.device) -> Case:
+def make_case(
+    modalities: int, samples: int, device: torch.device, missing: float = 0.0
+) -> Case:
     """Build the resident data, the task and its optimiser.
 
     Args:
         modalities: M, 2 to 4.
         samples: Number of samples.
         device: Where the data and the model live.
+        missing: Share of the samples that lack s2 (``present_s2`` False, values zero), in [0, 1).
 
     Returns:
         The case.
@@ -93,6 +104,10 @@ def make_case(modalities: int, samples: int, device: torch.device) -> Case:
         for m in names
     }
     data['label'] = torch.randint(0, CLASSES, (samples,), generator=generator)
+    if missing:
+        present = torch.rand(samples, generator=generator) >= missing
+        data['present_s2'] = present
+        data['image_s2'][~present] = 0.0
     torch.manual_seed(0)
     task = CoLearnTask(
         encoders={m: {**ENCODER, 'in_channels': CHANNELS[m]} for m in names},
@@ -103,6 +118,7 @@ def make_case(modalities: int, samples: int, device: torch.device) -> Case:
     task.train()
     return Case(
         modalities,
+        missing,
         {k: v.to(device) for k, v in data.items()},
         task,
         torch.optim.Adam(task.parameters(), lr=1e-3),
@@ -181,39 +197,42 @@ def measure(
     }
 
 
-def report(
-    results: Mapping[tuple[int, int, int], list[dict[str, float]]], samples: int
-) -> str:
+def report(results: Mapping[Key, list[dict[str, float]]], samples: int) -> str:
     """Format the table of a run.
 
     Args:
-        results: (M, batch size, threads) mapped to the measures of every repetition.
+        results: (M, missing rate, batch size, threads) mapped to the measures of every repetition.
         samples: Samples of an epoch.
 
     Returns:
-        One row per case: samples/s (wall and by process CPU time), seconds per epoch, and for more
-        than one thread the ratio to one thread, per repetition.
+        One row per case: samples/s (wall and by process CPU time), seconds per epoch, and per
+        repetition the ratio to one thread (for more threads) and to the complete data (for a
+        missing rate above 0).
     """
     rows = [
         (
-            f'| M | batch | threads | samples/s, median [min-max] | epoch of {samples} (s) '
-            '| samples per CPU-s | vs 1 thread |'
+            f'| M | s2 missing | batch | threads | samples/s, median [min-max] '
+            f'| epoch of {samples} (s) | samples per CPU-s | vs 1 thread | vs complete |'
         ),
-        '|---|---|---|---|---|---|---|',
+        '|---|---|---|---|---|---|---|---|---|',
     ]
-    for (m, batch, threads), measures in results.items():
+
+    def ratio(rates: list[float], key: Key, differs: bool) -> str:
+        other = results.get(key)
+        if not differs or other is None:
+            return '-'
+        return spread(
+            [r * o['seconds'] / o['samples'] for r, o in zip(rates, other)], 2
+        )
+
+    for (m, missing, batch, threads), measures in results.items():
         rates = [r['samples'] / r['seconds'] for r in measures]
         cpu = [r['samples'] / r['cpu_seconds'] for r in measures]
-        single = results.get((m, batch, 1))
-        ratio = '-'
-        if threads != 1 and single is not None:
-            ratio = spread(
-                [r / (s['samples'] / s['seconds']) for r, s in zip(rates, single)], 2
-            )
         rows.append(
-            f'| {m} | {batch} | {threads} | {spread(rates, 0)} '
+            f'| {m} | {missing:.0%} | {batch} | {threads} | {spread(rates, 0)} '
             f'| {samples / statistics.median(rates):.1f} | {statistics.median(cpu):.0f} '
-            f'| {ratio} |'
+            f'| {ratio(rates, (m, missing, batch, 1), threads != 1)} '
+            f'| {ratio(rates, (m, 0.0, batch, threads), missing != 0)} |'
         )
     return '\n'.join(rows)
 
@@ -237,22 +256,23 @@ def load() -> str:
     return ' '.join(f'{v:.2f}' for v in os.getloadavg())
 
 
-def cases(args: argparse.Namespace) -> Iterator[tuple[tuple[int, int, int], Case]]:
+def cases(args: argparse.Namespace) -> Iterator[tuple[Key, Case]]:
     """Yield every measured case, in the order of one repetition.
 
     Args:
         args: The command-line arguments.
 
     Yields:
-        (M, batch size, threads) and its case.
+        (M, missing rate, batch size, threads) and its case.
     """
     device = torch.device(args.device)
-    built = {m: make_case(m, args.samples, device) for m in args.modalities}
     threads = args.threads if device.type == 'cpu' else [1]
     for m in args.modalities:
-        for batch in args.batch_sizes:
-            for count in threads:
-                yield (m, batch, count), built[m]
+        for missing in args.missing:
+            case = make_case(m, args.samples, device, missing)
+            for batch in args.batch_sizes:
+                for count in threads:
+                    yield (m, missing, batch, count), case
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -268,6 +288,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         '--threads', type=int, nargs='+', default=[1, 2], help='torch CPU threads'
     )
+    parser.add_argument(
+        '--missing',
+        type=float,
+        nargs='+',
+        default=[0.0],
+        help='shares of the samples that lack s2',
+    )
     parser.add_argument('--steps', type=int, default=20, help='timed steps per case')
     parser.add_argument('--repeats', type=int, default=3, help='repetitions')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda'")
@@ -277,16 +304,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f'--modalities must be 2 to {len(CHANNELS)}')
     if max(args.batch_sizes) > args.samples:
         parser.error('a batch size exceeds --samples')
+    if not all(0 <= rate < 1 for rate in args.missing):
+        parser.error('--missing rates must lie in [0, 1)')
     warnings.filterwarnings('ignore')
     load_before = load()
     plan = list(cases(args))
-    results: dict[tuple[int, int, int], list[dict[str, float]]] = {
-        key: [] for key, _ in plan
-    }
+    results: dict[Key, list[dict[str, float]]] = {key: [] for key, _ in plan}
     for _ in range(args.repeats):
         for key, case in plan:
             results[key].append(
-                measure(case, key[1], args.steps, key[2], args.precision)
+                measure(case, key[2], args.steps, key[3], args.precision)
             )
     print(
         f'{machine(torch.device(args.device))}; torch {torch.__version__}; device '

@@ -34,8 +34,8 @@ def test_table_rows(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert 'load average before:' in out
     rows = [line for line in out.splitlines() if line.startswith('| 2 |')]
-    assert [row.split('|')[2].strip() for row in rows] == ['8', '16']
-    assert all(row.endswith('| - |') for row in rows)
+    assert [row.split('|')[3].strip() for row in rows] == ['8', '16']
+    assert all(row.endswith('| - | - |') for row in rows)
 
 
 def test_rejects_impossible_settings() -> None:
@@ -43,6 +43,8 @@ def test_rejects_impossible_settings() -> None:
         scale.main(['--modalities', '5'])
     with pytest.raises(SystemExit):
         scale.main(['--samples', '8', '--batch-sizes', '16'])
+    with pytest.raises(SystemExit):
+        scale.main(['--missing', '1.0'])
 
 
 def test_report_ratio_per_repetition() -> None:
@@ -50,7 +52,26 @@ def test_report_ratio_per_repetition() -> None:
         return {'samples': 100, 'seconds': seconds, 'cpu_seconds': seconds}
 
     table = scale.report(
-        {(2, 16, 1): [run(1.0), run(2.0)], (2, 16, 2): [run(0.5), run(1.0)]}, 100
+        {
+            (2, 0.0, 16, 1): [run(1.0), run(2.0)],
+            (2, 0.0, 16, 2): [run(0.5), run(1.0)],
+            (2, 0.5, 16, 1): [run(2.0), run(2.0)],
+        },
+        100,
     )
+    rows = table.splitlines()
     # per repetition: 2 threads twice as fast both times
-    assert table.splitlines()[-1].endswith('| 2.00 [2.00-2.00] |')
+    assert rows[-2].endswith('| 2.00 [2.00-2.00] | - |')
+    # with gaps: half as fast in the first repetition, as fast in the second
+    assert rows[-1].startswith('| 2 | 50% |')
+    assert rows[-1].endswith('| - | 0.75 [0.50-1.00] |')
+
+
+def test_steps_with_samples_that_lack_s2() -> None:
+    case = scale.make_case(2, samples=40, device=torch.device('cpu'), missing=0.5)
+    present = case.data['present_s2']
+    assert 0 < int(present.sum()) < 40
+    assert (case.data['image_s2'][~present] == 0).all()
+    result = scale.measure(case, batch_size=16, steps=2, threads=1, precision='32')
+    assert result['samples'] == 32
+    assert all(torch.isfinite(p).all() for p in case.task.parameters())
