@@ -10,13 +10,46 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torchgeo.datamodules import TreeSatAIDataModule
 
-from torchgeo_colearn.batch import FUSED_IMAGE_KEY, check_keys, modalities_in
+from torchgeo_colearn.batch import (
+    FUSED_IMAGE_KEY,
+    check_keys,
+    doy_key,
+    image_key,
+    key_modality,
+    modalities_in,
+    present_key,
+    valid_key,
+)
 from torchgeo_colearn.main import main
 from torchgeo_colearn.trainers.colearn import CoLearnTask
 
 from .fakes import make_trainer
 
 TREESATAI = os.path.join(os.path.dirname(__file__), 'data', 'torchgeo_treesatai')
+
+
+def test_modality_keys() -> None:
+    assert [k('s1') for k in (image_key, valid_key, present_key, doy_key)] == [
+        'image_s1',
+        'valid_s1',
+        'present_s1',
+        'doy_s1',
+    ]
+    assert valid_key.modality_of('valid_s2') == 's2'
+    assert valid_key.modality_of('image_s2') is None
+
+
+@pytest.mark.parametrize(
+    'key,modality',
+    [
+        ('image_s1', 's1'),
+        ('present_s1_asc', 's1_asc'),
+        ('doy_s2', 's2'),
+        ('label', None),
+    ],
+)
+def test_key_modality(key: str, modality: str | None) -> None:
+    assert key_modality(key) == modality
 
 
 class TestCheckKeys:

@@ -37,6 +37,7 @@ Nothing may assume a fixed number of modalities: they are read from the keys.
 """
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 #: Prefix of the key that holds a modality.
@@ -62,40 +63,68 @@ FUSED_IMAGE_KEY = 'image'
 CHANNEL_AXIS = {1: 0, 2: 1, 3: 0, 4: 1}
 
 
-def image_key(modality: str) -> str:
-    """Return the batch key of a modality.
+@dataclass(frozen=True)
+class ModalityKey:
+    """The batch keys of one kind of per-modality entry: ``<prefix><modality>``.
+
+    Calling it gives a modality's key, e.g. ``image_key('s1') == 'image_s1'``.
+    """
+
+    #: The prefix, e.g. ``'image_'``.
+    prefix: str
+
+    def __call__(self, modality: str) -> str:
+        """Return the key of a modality.
+
+        Args:
+            modality: Modality name, e.g. ``'s1'``.
+
+        Returns:
+            ``'<prefix><modality>'``.
+        """
+        return f'{self.prefix}{modality}'
+
+    def modality_of(self, key: str) -> str | None:
+        """Return the modality a key of this kind names.
+
+        Args:
+            key: A batch key.
+
+        Returns:
+            The key without the prefix, or None if the key is not of this kind.
+        """
+        return key.removeprefix(self.prefix) if key.startswith(self.prefix) else None
+
+
+#: The key of a modality: ``image_key('s1') == 'image_s1'``.
+image_key = ModalityKey(IMAGE_PREFIX)
+
+#: The key of the per-time-step validity mask of a modality: ``valid_key('s2') == 'valid_s2'``.
+valid_key = ModalityKey(VALID_PREFIX)
+
+#: The key of the per-sample presence of a modality: ``present_key('s2') == 'present_s2'``.
+present_key = ModalityKey(PRESENT_PREFIX)
+
+#: The key of the day of year of each time step of a modality: ``doy_key('s2') == 'doy_s2'``.
+doy_key = ModalityKey(DOY_PREFIX)
+
+#: The kinds of keys that belong to one modality.
+MODALITY_KEYS = (image_key, valid_key, present_key, doy_key)
+
+
+def key_modality(key: str) -> str | None:
+    """Return the modality a key belongs to.
 
     Args:
-        modality: Modality name, e.g. ``'s1'``.
+        key: A batch key.
 
     Returns:
-        ``'image_<modality>'``.
+        The modality of an image, validity, presence or day-of-year key (:data:`MODALITY_KEYS`),
+        None for any other key.
     """
-    return f'{IMAGE_PREFIX}{modality}'
-
-
-def valid_key(modality: str) -> str:
-    """Return the batch key of the per-time-step validity mask of a modality.
-
-    Args:
-        modality: Modality name, e.g. ``'s2'``.
-
-    Returns:
-        ``'valid_<modality>'``.
-    """
-    return f'{VALID_PREFIX}{modality}'
-
-
-def present_key(modality: str) -> str:
-    """Return the batch key of the per-sample presence of a modality.
-
-    Args:
-        modality: Modality name, e.g. ``'s2'``.
-
-    Returns:
-        ``'present_<modality>'``.
-    """
-    return f'{PRESENT_PREFIX}{modality}'
+    return next(
+        (m for kind in MODALITY_KEYS if (m := kind.modality_of(key)) is not None), None
+    )
 
 
 def modalities_in(batch: Mapping[str, Any]) -> tuple[str, ...]:
@@ -148,20 +177,17 @@ def check_keys(batch: Mapping[str, Any], modalities: Iterable[str]) -> None:
     for key in batch:
         if key == FUSED_IMAGE_KEY:
             continue
-        for prefix in (IMAGE_PREFIX, VALID_PREFIX, PRESENT_PREFIX, DOY_PREFIX):
-            if key.startswith(prefix):
-                if key.removeprefix(prefix) not in known:
-                    msg = (
-                        f'batch key {key!r} names unknown modality '
-                        f'{key.removeprefix(prefix)!r}; known modalities: {sorted(known)}'
-                    )
-                    raise KeyError(msg)
-                break
-        else:
-            if key not in METADATA_KEYS:
-                msg = (
-                    f'unknown batch key {key!r}: expected image_<modality> with a modality in '
-                    f'{sorted(known)}, valid_<modality>, present_<modality>, doy_<modality> or one of '
-                    f'{sorted(METADATA_KEYS)}'
-                )
-                raise KeyError(msg)
+        modality = key_modality(key)
+        if modality is not None and modality not in known:
+            msg = (
+                f'batch key {key!r} names unknown modality {modality!r}; known modalities: '
+                f'{sorted(known)}'
+            )
+            raise KeyError(msg)
+        if modality is None and key not in METADATA_KEYS:
+            msg = (
+                f'unknown batch key {key!r}: expected image_<modality> with a modality in '
+                f'{sorted(known)}, valid_<modality>, present_<modality>, doy_<modality> or one of '
+                f'{sorted(METADATA_KEYS)}'
+            )
+            raise KeyError(msg)

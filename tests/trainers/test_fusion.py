@@ -120,6 +120,15 @@ class TestInputFusion:
         only_s1 = {'image_s1': batch['image_s1']}
         torch.testing.assert_close(model(only_s1)['s1'], alone)
 
+    def test_without_keep_every_modality_is_kept(self) -> None:
+        model = InputFusionTask(**task_args('regression')).eval()
+        features = model.encode(model.modality_inputs(make_batch()))
+        keep = {m: torch.ones(6, dtype=torch.bool) for m in ('s1', 'dem')}
+        torch.testing.assert_close(
+            model.model.predict({m: features[m] for m in keep}),
+            model.model.predict(features, keep),
+        )
+
     def test_fusion_encoder_config(self) -> None:
         config = {'name': 'tempcnn', 'seq_len': 12, 'hidden_dim': 4, 'dense_dim': 8}
         model = InputFusionTask(**task_args('multiclass'), fusion_encoder=config)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import default_collate
 
-from ..batch import DOY_PREFIX, VALID_PREFIX, image_key, valid_key
+from ..batch import VALID_PREFIX, doy_key, image_key, valid_key
 from ..cache import CacheKey
 from ..datasets.treesatai_ts import Sensor, TreeSatAITimeSeries
 from ..modality_info import ModalityInfo
@@ -92,7 +92,7 @@ class PadTimeSeries:
             keys = {
                 image_key(modality): float('nan'),
                 valid_key(modality): False,
-                f'{DOY_PREFIX}{modality}': 0,
+                doy_key(modality): 0,
             }
             for key, fill in keys.items():
                 if key in samples[0]:

@@ -9,11 +9,8 @@ from typing import Any
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
-from ..batch import DOY_PREFIX, IMAGE_PREFIX, PRESENT_PREFIX, VALID_PREFIX
+from ..batch import key_modality
 from ..datasets.tensor import TensorMultiModalDataset
-
-#: Prefixes of the keys that belong to one modality.
-_MODALITY_PREFIXES = (IMAGE_PREFIX, VALID_PREFIX, PRESENT_PREFIX, DOY_PREFIX)
 
 
 class BatchView(Dataset[dict[str, Any]]):
@@ -101,8 +98,8 @@ def drop_other_modalities(
     keep = set(modalities)
     out = {}
     for key, value in sample.items():
-        prefix = next((p for p in _MODALITY_PREFIXES if key.startswith(p)), None)
-        if prefix is None or key.removeprefix(prefix) in keep:
+        modality = key_modality(key)
+        if modality is None or modality in keep:
             out[key] = value
     return out
 

@@ -26,7 +26,7 @@ from torchgeo.datasets.utils import (
     percentile_normalization,
 )
 
-from ..batch import DOY_PREFIX, image_key
+from ..batch import doy_key, image_key
 from .treesatai_ts_series import H5_NAME, TIME_SERIES_SIZE, read_time_series
 
 #: A modality of TreeSatAI-Time-Series.
@@ -515,7 +515,7 @@ class TreeSatAITimeSeries(NonGeoDataset):
                 ax.imshow(percentile_normalization(image))
                 ax.axis('off')
             else:
-                doy = sample[f'{DOY_PREFIX}{sensor}'].numpy()
+                doy = sample[doy_key(sensor)].numpy()
                 means = x.flatten(2).nanmean(-1).numpy()
                 names = list(self.all_bands[sensor])
                 if sensor == 's2' and self.s2_masks:

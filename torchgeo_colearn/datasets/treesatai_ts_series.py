@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..batch import DOY_PREFIX, image_key, valid_key
+from ..batch import doy_key, image_key, valid_key
 
 #: Height and width of the Sentinel patches (60 m at 10 m).
 TIME_SERIES_SIZE = (6, 6)
@@ -67,7 +67,7 @@ def read_time_series(
                 doy = [_day_of_year(p, path, f'{prefix}-products') for p in products]
                 sample[image_key(sensor)] = torch.from_numpy(data.astype(np.float32))
                 sample[valid_key(sensor)] = torch.ones(len(data), dtype=torch.bool)
-                sample[f'{DOY_PREFIX}{sensor}'] = torch.tensor(doy, dtype=torch.int64)
+                sample[doy_key(sensor)] = torch.tensor(doy, dtype=torch.int64)
     except OSError as err:
         msg = f'cannot read time series {path}: {err}'
         raise OSError(msg) from err

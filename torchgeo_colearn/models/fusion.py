@@ -4,11 +4,13 @@
 """Networks of the input-level and feature-level fusion baselines."""
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias, cast
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
 from .encoder import Encoder, ModalityEncoders, build_encoder
 from .head import Head
@@ -102,7 +104,45 @@ def input_layout(
     raise ValueError(msg)
 
 
-class InputFusionModel(nn.Module):
+class FusionNetwork(nn.Module, ABC):
+    """A network that fuses the kept modalities into one (B, width) feature and applies one head."""
+
+    #: The head applied to the fused features.
+    head: Head
+
+    @abstractmethod
+    def fuse(
+        self, features: Mapping[str, Any], keep: Mapping[str, Tensor] | None = None
+    ) -> Tensor:
+        """Fuse the kept modalities.
+
+        Args:
+            features: Output of the network's ``encode``, for the modalities present.
+            keep: Optional modality mapped to the (B,) bool mask of the samples that keep it (a
+                modality left out is dropped; modality dropout); every sample must keep at least one
+                modality. None keeps every modality of *features*.
+
+        Returns:
+            (B, width) fused features.
+        """
+
+    def predict(
+        self, features: Mapping[str, Any], keep: Mapping[str, Tensor] | None = None
+    ) -> Tensor:
+        """Fuse the kept modalities and apply the head.
+
+        Args:
+            features: As for :meth:`fuse`.
+            keep: As for :meth:`fuse`.
+
+        Returns:
+            Raw outputs.
+        """
+        out: Tensor = self.head(self.fuse(features, keep))
+        return out
+
+
+class InputFusionModel(FusionNetwork):
     """Early fusion: the modalities concatenated at input level, one encoder, one head.
 
     If every modality is a time series with the same fixed number of steps T, or a static vector, each
@@ -198,39 +238,24 @@ class InputFusionModel(nn.Module):
         valid = torch.stack(masks).any(0) if masks else None
         return fused, valid
 
-    def features(
-        self, features: Mapping[str, ModalityInput], keep: Mapping[str, Tensor]
+    @override
+    def fuse(
+        self,
+        features: Mapping[str, ModalityInput],
+        keep: Mapping[str, Tensor] | None = None,
     ) -> Tensor:
-        """Encode the fused input.
-
-        Args:
-            features: Output of :meth:`encode`.
-            keep: Modality mapped to the (B,) mask of samples that keep it.
-
-        Returns:
-            (B, width) features of the fused encoder.
-        """
+        """Encode the fused input (see :meth:`fused_input`) into (B, width) features."""
+        if keep is None:
+            keep = {
+                m: x.new_ones(x.shape[0], dtype=torch.bool)
+                for m, (x, _) in features.items()
+            }
         x, valid = self.fused_input(features, keep)
         out: Tensor = self.fused_encoder(x, valid)
         return out
 
-    def predict(
-        self, features: Mapping[str, ModalityInput], keep: Mapping[str, Tensor]
-    ) -> Tensor:
-        """Encode the fused input and apply the head.
 
-        Args:
-            features: Output of :meth:`encode`.
-            keep: Modality mapped to the (B,) mask of samples that keep it.
-
-        Returns:
-            Raw outputs.
-        """
-        out: Tensor = self.head(self.features(features, keep))
-        return out
-
-
-class FeatureFusionModel(ModalityEncoders):
+class FeatureFusionModel(ModalityEncoders, FusionNetwork):
     """Per-modality encoders, a fusion of the available features, and one head.
 
     Fusion of the features f_m (B, D) of the available modalities:
@@ -270,6 +295,7 @@ class FeatureFusionModel(ModalityEncoders):
         )
         self.head = Head(width, output_dim, head_hidden_dim)
 
+    @override
     def fuse(
         self, features: Mapping[str, Tensor], keep: Mapping[str, Tensor] | None = None
     ) -> Tensor:
@@ -299,18 +325,3 @@ class FeatureFusionModel(ModalityEncoders):
                 )
                 weights = scores.masked_fill(~mask, float('-inf')).softmax(0)
         return (weights.unsqueeze(-1) * stacked).sum(0)
-
-    def predict(
-        self, features: Mapping[str, Tensor], keep: Mapping[str, Tensor] | None = None
-    ) -> Tensor:
-        """Fuse and apply the head.
-
-        Args:
-            features: Modality mapped to (B, D) features.
-            keep: Optional per-modality (B,) masks, as in :meth:`fuse`.
-
-        Returns:
-            Raw outputs.
-        """
-        out: Tensor = self.head(self.fuse(features, keep))
-        return out

@@ -27,6 +27,7 @@ from ..scenarios import (
 from .checkpoints import CheckpointedTask
 from .checks import (
     BatchChecks,
+    ValidatesInputs,
     check_plateau_validation,
     check_presence,
     check_task_options,
@@ -37,7 +38,7 @@ from .interface import Features, LossOutput, MultiModalNetwork
 from .optimization import OptimizerName, SchedulerName, optimization
 
 
-class MultiModalTask(CheckpointedTask, ABC):
+class MultiModalTask(CheckpointedTask, ValidatesInputs, ABC):
     """Base of the multi-modal tasks: dict batch in, one prediction per inference scenario out.
 
     It implements what every method shares: the constructor arguments below, batch validation (keys,
@@ -119,7 +120,6 @@ class MultiModalTask(CheckpointedTask, ABC):
             ValueError: With fewer modalities than the method needs, a modality name that is not an
                 identifier, or an invalid option.
         """
-        #: The value checks of inputs and targets (immediate on the CPU, deferred on accelerators).
         self.batch_checks = BatchChecks()
         #: The last computed scenario scores per stage: scenario name mapped to metric mapped to value.
         self.scenario_results: dict[str, dict[str, dict[str, float]]] = {}
@@ -240,35 +240,6 @@ class MultiModalTask(CheckpointedTask, ABC):
             The encoder used to check input shapes: by default ``self.model.encoder(modality)``.
         """
         return self.model.encoder(modality)
-
-    def modality_inputs(
-        self,
-        batch: Mapping[str, Any],
-        require_all: bool = False,
-        defer_nan_check: bool = False,
-        batch_idx: int = 0,
-    ) -> Inputs:
-        """Validate a batch and extract each training modality's input.
-
-        Args:
-            batch: Batch dict with ``image_<modality>`` keys.
-            require_all: Every training modality must be present (training objectives).
-            defer_nan_check: *defer* of :meth:`.checks.BatchChecks.modality_inputs`.
-            batch_idx: Index of the batch, named by a deferred error.
-
-        Returns:
-            Modality mapped to (input, validity mask or None), in training order, on the samples that
-            hold the modality (see :meth:`.checks.BatchChecks.modality_inputs`, which also lists the
-            errors raised).
-        """
-        return self.batch_checks.modality_inputs(
-            batch,
-            self.modalities,
-            self.encoder_of,
-            require_all,
-            defer_nan_check,
-            batch_idx,
-        )
 
     # ----------------------------------------------------------------------------------------------
     # What each method implements

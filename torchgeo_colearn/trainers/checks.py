@@ -4,7 +4,8 @@
 """Checks of what a task receives: targets, missing input values, batch size, validation to schedule on."""
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, get_args
 
@@ -407,81 +408,6 @@ class BatchChecks:
                 raise ValueError(first_fault(target, mask, problem, batch, here))
         return target
 
-    def modality_inputs(
-        self,
-        batch: Mapping[str, Any],
-        modalities: Sequence[str],
-        encoder_of: Callable[[str], Encoder],
-        require_all: bool = False,
-        defer: bool = False,
-        batch_idx: int = 0,
-    ) -> Inputs:
-        """Validate a batch and extract each modality's input, on the samples that hold it.
-
-        Args:
-            batch: Batch dict with ``image_<modality>`` keys.
-            modalities: The task's training modalities, in order.
-            encoder_of: Gives the encoder whose input shape a modality's input must have.
-            require_all: Every training modality must be present (training objectives).
-            defer: On accelerators, accumulate the check for missing values (NaN, ``inf``) on the
-                device and raise at the end of the epoch instead of synchronising every step (CPU
-                tensors are always checked at once, naming the sample).
-            batch_idx: Index of the batch, named by a deferred error.
-
-        Returns:
-            Modality mapped to (input, validity mask or None), in training order, holding the rows of
-            the samples marked present (``present_<modality>``; the values of the others are never
-            read), with the batch's :class:`~torchgeo_colearn.presence.Presence`.
-
-        Raises:
-            KeyError: On an unknown key, or a missing modality when *require_all*.
-            TypeError: If a modality is not a tensor.
-            ValueError: If no training modality is present, on a wrong shape, on NaN or ``inf`` in
-                a present sample, or on a ``present_<modality>`` that is not a (B,) bool.
-        """
-        check_keys(batch, modalities)
-        present = modalities_in(batch)
-        if not present:
-            msg = (
-                f'the batch holds none of the trained modalities {list(modalities)} '
-                f'(keys: {sorted(batch)}); pass at least one as image_<modality>'
-            )
-            raise ValueError(msg)
-        if require_all and (missing := [m for m in modalities if m not in present]):
-            msg = f'training needs every modality; missing {[image_key(m) for m in missing]}'
-            raise KeyError(msg)
-        inputs: dict[str, tuple[Tensor, Tensor | None]] = {}
-        presence = Presence.of(batch, [m for m in modalities if m in present])
-        for modality in modalities:
-            if modality not in present:
-                continue
-            key = image_key(modality)
-            x = batch[key]
-            if not isinstance(x, Tensor):
-                msg = f'{key} must be a tensor, got {type(x).__name__}'
-                raise TypeError(msg)
-            encoder = encoder_of(modality)
-            if not encoder.accepts(tuple(x.shape[1:])):
-                shown = ', '.join(
-                    '*' if d is None else str(d) for d in encoder.input_shape
-                )
-                msg = (
-                    f'{key}: expected shape (B, {shown}), got {tuple(x.shape)} '
-                    f'(* = any size)'
-                )
-                raise ValueError(msg)
-            rows = presence.masks.get(modality)
-            self.check_input(key, x, batch, defer, batch_idx, rows)
-            valid = batch.get(valid_key(modality))
-            if valid is not None and tuple(valid.shape) != tuple(x.shape[:2]):
-                msg = (
-                    f'{valid_key(modality)}: expected shape {tuple(x.shape[:2])} to match {key}, '
-                    f'got {tuple(valid.shape)}'
-                )
-                raise ValueError(msg)
-            inputs[modality] = presence.select((x.float(), valid), [modality])
-        return Inputs(inputs, presence)
-
     def raise_deferred(self) -> None:
         """Raise for the deferred checks that failed since the last call (one read-back in all).
 
@@ -505,6 +431,96 @@ class BatchChecks:
         ]
         if failed:
             raise ValueError('; '.join(failed))
+
+
+class ValidatesInputs(ABC):
+    """What a task shares to validate a batch's inputs against its modalities and encoders."""
+
+    #: The value checks of inputs and targets (immediate on the CPU, deferred on accelerators).
+    batch_checks: BatchChecks
+
+    @property
+    @abstractmethod
+    def modalities(self) -> tuple[str, ...]:
+        """The training modalities, in order."""
+
+    @abstractmethod
+    def encoder_of(self, modality: str) -> Encoder:
+        """Return the encoder whose input shape a modality's input must have."""
+
+    def modality_inputs(
+        self,
+        batch: Mapping[str, Any],
+        require_all: bool = False,
+        defer_nan_check: bool = False,
+        batch_idx: int = 0,
+    ) -> Inputs:
+        """Validate a batch and extract each training modality's input, on the samples that hold it.
+
+        Args:
+            batch: Batch dict with ``image_<modality>`` keys.
+            require_all: Every training modality must be present (training objectives).
+            defer_nan_check: On accelerators, accumulate the check for missing values (NaN,
+                ``inf``) on the device and raise at the end of the epoch instead of synchronising
+                every step (CPU tensors are always checked at once, naming the sample).
+            batch_idx: Index of the batch, named by a deferred error.
+
+        Returns:
+            Modality mapped to (input, validity mask or None), in training order, holding the rows of
+            the samples marked present (``present_<modality>``; the values of the others are never
+            read), with the batch's :class:`~torchgeo_colearn.presence.Presence`.
+
+        Raises:
+            KeyError: On an unknown key, or a missing modality when *require_all*.
+            TypeError: If a modality is not a tensor.
+            ValueError: If no training modality is present, on a wrong shape, on NaN or ``inf`` in
+                a present sample, or on a ``present_<modality>`` that is not a (B,) bool.
+        """
+        modalities = self.modalities
+        check_keys(batch, modalities)
+        present = modalities_in(batch)
+        if not present:
+            msg = (
+                f'the batch holds none of the trained modalities {list(modalities)} '
+                f'(keys: {sorted(batch)}); pass at least one as image_<modality>'
+            )
+            raise ValueError(msg)
+        if require_all and (missing := [m for m in modalities if m not in present]):
+            msg = f'training needs every modality; missing {[image_key(m) for m in missing]}'
+            raise KeyError(msg)
+        inputs: dict[str, tuple[Tensor, Tensor | None]] = {}
+        presence = Presence.of(batch, [m for m in modalities if m in present])
+        for modality in modalities:
+            if modality not in present:
+                continue
+            key = image_key(modality)
+            x = batch[key]
+            if not isinstance(x, Tensor):
+                msg = f'{key} must be a tensor, got {type(x).__name__}'
+                raise TypeError(msg)
+            encoder = self.encoder_of(modality)
+            if not encoder.accepts(tuple(x.shape[1:])):
+                shown = ', '.join(
+                    '*' if d is None else str(d) for d in encoder.input_shape
+                )
+                msg = (
+                    f'{key}: expected shape (B, {shown}), got {tuple(x.shape)} '
+                    f'(* = any size)'
+                )
+                raise ValueError(msg)
+            rows = presence.masks.get(modality)
+            self.batch_checks.check_input(
+                key, x, batch, defer_nan_check, batch_idx, rows
+            )
+            valid = batch.get(valid_key(modality))
+            if valid is not None and tuple(valid.shape) != tuple(x.shape[:2]):
+                msg = (
+                    f'{valid_key(modality)}: expected shape {tuple(x.shape[:2])} to match {key}, '
+                    f'got {tuple(valid.shape)}'
+                )
+                raise ValueError(msg)
+            inputs[modality] = presence.select((x.float(), valid), [modality])
+        return Inputs(inputs, presence)
 
 
 @contextmanager

@@ -72,7 +72,7 @@ class InputFusionTask(ModalityDropoutTask):
         reps = {}
         for modality, (x, _) in features.items():
             keep = {modality: torch.ones(x.shape[0], dtype=torch.bool, device=x.device)}
-            reps[modality] = {'features': self.model.features(features, keep)}
+            reps[modality] = {'features': self.model.fuse(features, keep)}
         return reps
 
 
