@@ -75,7 +75,7 @@ def test_of_reads_and_checks_the_keys() -> None:
         ValueError, match=r'present_a must be a bool tensor of shape \(3,\).*int64'
     ):
         Presence.of({**batch, 'present_a': torch.ones(3, dtype=torch.long)}, ['a'])
-    with pytest.raises(ValueError, match=r'present_a must be .*got list'):
+    with pytest.raises(ValueError, match=r'present_a must be .*got list of shape \(\)'):
         Presence.of({**batch, 'present_a': [True] * 3}, ['a'])
     with pytest.raises(ValueError, match='at least one modality'):
         Presence.of(batch, [])

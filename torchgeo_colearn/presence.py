@@ -71,19 +71,15 @@ class Presence:
             mask = batch.get(present_key(modality))
             if mask is None:
                 continue
-            if (
-                not isinstance(mask, Tensor)
-                or mask.dtype != torch.bool
-                or tuple(mask.shape) != (size,)
-            ):
-                shown = (
-                    f'{mask.dtype} of shape {tuple(mask.shape)}'
-                    if isinstance(mask, Tensor)
-                    else type(mask).__name__
-                )
+            # a tensor's dtype and shape, or the type of anything else
+            found = (
+                getattr(mask, 'dtype', type(mask).__name__),
+                getattr(mask, 'shape', ()),
+            )
+            if found != (torch.bool, (size,)):
                 msg = (
                     f'{present_key(modality)} must be a bool tensor of shape ({size},) (one flag '
-                    f'per sample of the batch), got {shown}'
+                    f'per sample of the batch), got {found[0]} of shape {tuple(found[1])}'
                 )
                 raise ValueError(msg)
             masks[modality] = mask
