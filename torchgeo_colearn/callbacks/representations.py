@@ -9,7 +9,6 @@ from typing import Any, Literal, TypeAlias
 import lightning.pytorch as pl
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import Callback
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
@@ -18,8 +17,9 @@ from torch import Tensor
 from ..metrics import TaskType
 from ..presence import complete_samples
 from ..scenarios import scenario_name
-from ..trainers.interface import check_predictor
+from ..trainers.interface import ScenarioPredictor, check_predictor
 from .figures import output_folder, tensorboard_writer, write_figure
+from .study import TestStudy
 
 #: The 2-D projections of the representation figure.
 Projection: TypeAlias = Literal['tsne', 'pca']
@@ -51,7 +51,7 @@ def project_2d(points: np.ndarray, projection: Projection, seed: int = 0) -> np.
     return coords
 
 
-class RepresentationFigures(Callback):
+class RepresentationFigures(TestStudy):
     """Project the representation parts of the first test samples to 2-D (opt-in).
 
     Collects :meth:`~torchgeo_colearn.trainers.ScenarioPredictor.representations` of the first
@@ -99,40 +99,15 @@ class RepresentationFigures(Callback):
         self._labels: list[Tensor] = []
         self._collected = 0
 
-    def on_test_epoch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule
-    ) -> None:
-        """Forget the samples of an earlier test.
-
-        Args:
-            trainer: The trainer.
-            pl_module: The task.
-        """
+    def start(self, task: ScenarioPredictor, module: pl.LightningModule) -> None:
+        """Forget the samples of an earlier test."""
         self._parts, self._labels, self._collected = [], [], 0
 
-    def on_test_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        """Keep the representations of the first test samples, on the device.
-
-        Args:
-            trainer: The trainer.
-            pl_module: The task.
-            outputs: Ignored.
-            batch: The batch, on the device and normalised.
-            batch_idx: Ignored.
-            dataloader_idx: Ignored.
-        """
+    def study(self, task: ScenarioPredictor, batch: Mapping[str, Any]) -> None:
+        """Keep the representations of the first test samples, on the device."""
         wanted = self.max_samples - self._collected
         if wanted <= 0:
             return
-        task = check_predictor(pl_module)
         # the figures compare the modalities of the same samples
         batch = complete_samples(batch, task.modalities)
         with torch.no_grad():
@@ -149,14 +124,9 @@ class RepresentationFigures(Callback):
         self._labels.append(label)
         self._collected += label.shape[0]
 
-    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Draw the figure and fill the projector.
-
-        Args:
-            trainer: The trainer.
-            pl_module: The task.
-        """
-        if not self._parts or not trainer.is_global_zero:
+    def report(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """Draw the figure and fill the projector."""
+        if not self._parts:
             return
         groups = part_groups(
             {
@@ -169,7 +139,7 @@ class RepresentationFigures(Callback):
         )
         labels = torch.cat(self._labels).cpu()
         self._parts, self._labels = [], []
-        task = check_predictor(pl_module).task_type
+        task = check_predictor(module).task_type
         folder = output_folder(trainer, self.output_dir)
         figure = representation_figure(groups, labels, task, self.projection, self.seed)
         write_figure(

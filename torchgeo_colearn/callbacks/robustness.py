@@ -9,7 +9,6 @@ from typing import Any, Literal, TypeAlias
 import lightning.pytorch as pl
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from matplotlib.figure import Figure
 
@@ -17,8 +16,9 @@ from ..batch import image_key, modalities_in, valid_key
 from ..metrics import ScenarioScores
 from ..presence import Presence
 from ..scenarios import COUNT, Scenario, parse_scenarios, scenario_name
-from ..trainers.interface import ScenarioPredictor, check_predictor
+from ..trainers.interface import ScenarioPredictor
 from .figures import output_folder, write_figure
+from .study import TestStudy
 
 #: The perturbations of the robustness study.
 Perturbation: TypeAlias = Literal['noise', 'missing']
@@ -107,7 +107,7 @@ LEVEL_LABELS: dict[Perturbation, str] = {
 }
 
 
-class RobustnessEvaluation(Callback):
+class RobustnessEvaluation(TestStudy):
     """Score every scenario on perturbed copies of the test batches: robustness curves (opt-in).
 
     Each noise standard deviation in *noise_levels* and each share of missing time steps in
@@ -167,19 +167,10 @@ class RobustnessEvaluation(Callback):
         self._scores: dict[tuple[Perturbation, float], ScenarioScores] = {}
         self._generator: torch.Generator | None = None
 
-    def on_test_epoch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule
-    ) -> None:
-        """Reset the accumulators and the perturbations' random stream.
-
-        Args:
-            trainer: The trainer.
-            pl_module: The task.
-        """
+    def start(self, task: ScenarioPredictor, module: pl.LightningModule) -> None:
+        """Reset the accumulators and the perturbations' random stream."""
         self._scores = {}
-        self._generator = torch.Generator(device=pl_module.device).manual_seed(
-            self.seed
-        )
+        self._generator = torch.Generator(device=module.device).manual_seed(self.seed)
 
     def _scenarios(self, task: ScenarioPredictor) -> list[Scenario]:
         """Return the scenarios to perturb.
@@ -194,26 +185,8 @@ class RobustnessEvaluation(Callback):
             return task.scenarios()
         return parse_scenarios(self.scenario_names, task.modalities)
 
-    def on_test_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        """Score the perturbed copies of a test batch (device work only).
-
-        Args:
-            trainer: The trainer.
-            pl_module: The task.
-            outputs: Ignored.
-            batch: The batch, on the device and normalised.
-            batch_idx: Ignored.
-            dataloader_idx: Ignored (all test dataloaders are pooled).
-        """
-        task = check_predictor(pl_module)
+    def study(self, task: ScenarioPredictor, batch: Mapping[str, Any]) -> None:
+        """Score the perturbed copies of a test batch (device work only)."""
         scenarios = self._scenarios(task)
         time_series = set(time_series_modalities(batch))
         perturbed: dict[Perturbation, list[Scenario]] = {
@@ -239,7 +212,7 @@ class RobustnessEvaluation(Callback):
                         task.task_type,
                         task.num_classes,
                         task.num_labels,
-                    ).to(pl_module.device)
+                    ).to(batch['label'].device)
                 copy = PERTURBATIONS[kind](batch, level, self._generator)
                 with torch.no_grad():
                     predictions = task.predict_scenarios(copy, chosen)
@@ -273,16 +246,11 @@ class RobustnessEvaluation(Callback):
                 )
             scores.reset()
 
-    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Add the clean scores (level 0) and write the table and the curves.
-
-        Args:
-            trainer: The trainer.
-            pl_module: The task.
-        """
-        if not self.rows or not trainer.is_global_zero:
+    def report(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """Add the clean scores (level 0) and write the table and the curves."""
+        if not self.rows:
             return
-        logged = getattr(pl_module, 'scenario_results', {}).get('test', {})
+        logged = getattr(module, 'scenario_results', {}).get('test', {})
         clean = [
             {
                 'perturbation': kind,
