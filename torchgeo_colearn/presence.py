@@ -281,3 +281,37 @@ def complete_samples(
         return value
 
     return {key: rows(value) for key, value in batch.items()}
+
+
+def without_lone_samples(
+    batch: Mapping[str, Any], modalities: Iterable[str]
+) -> tuple[dict[str, Any], list[str]]:
+    """Mark a modality absent from a training batch in which a single sample holds it.
+
+    Batch normalisation cannot normalise one sample in training, so an encoder cannot train on a
+    modality that only one sample of the batch holds (at high missing rates); that sample keeps its
+    other modalities in this step.
+
+    Args:
+        batch: A training batch, with ``present_<modality>`` for the modalities some samples lack.
+        modalities: The training modalities.
+
+    Returns:
+        The batch (the same values, ``present_<modality>`` all False for those modalities) and the
+        modalities concerned.
+    """
+    lone = []
+    for modality in modalities:
+        mask = batch.get(present_key(modality))
+        if (
+            isinstance(mask, Tensor)
+            and mask.dtype == torch.bool
+            and int(mask.sum()) == 1
+        ):
+            lone.append(modality)
+    if not lone:
+        return dict(batch), lone
+    marked = dict(batch)
+    for modality in lone:
+        marked[present_key(modality)] = torch.zeros_like(batch[present_key(modality)])
+    return marked, lone

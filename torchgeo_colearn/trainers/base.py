@@ -8,15 +8,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor
 from typing_extensions import override
 
+from ..batch import modalities_in
 from ..deploy.inputs import predict_raw, record_training_inputs
 from ..losses import TaskLoss
 from ..metrics import TaskType
 from ..models import Encoder
-from ..presence import Inputs, Presence
+from ..presence import Inputs, Presence, without_lone_samples
 from ..scenarios import (
     Scenario,
     check_predictable,
@@ -406,7 +408,11 @@ class MultiModalTask(CheckpointedTask, ValidatesInputs, ABC):
         return self.predict_from(features, scenario)
 
     def prediction(
-        self, features: Features, presence: Presence, scenario: Scenario
+        self,
+        features: Features,
+        presence: Presence,
+        scenario: Scenario,
+        raw: Tensor | None = None,
     ) -> Tensor:
         """Predict a scenario for every sample of a batch, NaN for the samples that cannot be.
 
@@ -414,12 +420,23 @@ class MultiModalTask(CheckpointedTask, ValidatesInputs, ABC):
             features: As for :meth:`scenario_output`.
             presence: Which samples of the batch hold which modality.
             scenario: The scenario to predict.
+            raw: The scenario's raw outputs when already computed (by :meth:`losses`).
 
         Returns:
             Predictions (see :meth:`postprocess`) with the batch's B rows; the rows of samples that
             lack one of the scenario's modalities are NaN.
         """
-        raw = self.scenario_output(features, presence, scenario)
+        if raw is None:
+            if not all(m in features for m in scenario):
+                # no sample of the batch holds one of the modalities
+                size = presence.size
+                shape = (
+                    (size,)
+                    if self.task_type in ('binary', 'regression')
+                    else (size, self.output_dim)
+                )
+                return torch.full(shape, float('nan'), device=self.device)
+            raw = self.scenario_output(features, presence, scenario)
         return presence.expand(self.postprocess(raw), scenario, float('nan'))
 
     def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
@@ -435,7 +452,11 @@ class MultiModalTask(CheckpointedTask, ValidatesInputs, ABC):
         """
         inputs = self.modality_inputs(batch)
         features = self.encode(inputs)
-        return {m: self.prediction(features, inputs.presence, (m,)) for m in inputs}
+        return {
+            m: self.prediction(features, inputs.presence, (m,))
+            for m in self.modalities
+            if m in modalities_in(batch)
+        }
 
     # ----------------------------------------------------------------------------------------------
     # Deployment: the logic lives in torchgeo_colearn.deploy (docs/deploy.md)
@@ -492,6 +513,14 @@ class MultiModalTask(CheckpointedTask, ValidatesInputs, ABC):
             ValueError: If the label does not fit the task, an input holds NaN or ``inf``, or a
                 training batch of one sample meets batch normalisation.
         """
+        if stage == 'train':
+            batch, lone = without_lone_samples(batch, self.modalities)
+            if lone:
+                rank_zero_warn(
+                    f'{type(self).__name__}: only one sample of a training batch holds {lone}; '
+                    f'batch normalisation cannot train on one sample, so that sample uses its '
+                    f'other modalities in such steps (larger batches avoid it)'
+                )
         inputs = self.modality_inputs(
             batch, require_all=True, defer_nan_check=True, batch_idx=batch_idx
         )
@@ -507,8 +536,7 @@ class MultiModalTask(CheckpointedTask, ValidatesInputs, ABC):
             f'{type(self).__name__}, {stage}',
             batch_idx,
         )
-        single = [m for m in presence.masks if presence.count((m,)) == 1]
-        with explain_batch_norm(batch_size, single):
+        with explain_batch_norm(batch_size):
             features = self.encode(inputs)
             terms, outputs = self.losses(inputs, features, target)
         if stage == 'train':
@@ -519,14 +547,10 @@ class MultiModalTask(CheckpointedTask, ValidatesInputs, ABC):
             predictions, available = {}, {}
             with torch.no_grad():
                 for s in self.scored_scenarios(stage):
-                    raw = (
-                        outputs[s]
-                        if s in outputs
-                        else self.scenario_output(features, presence, s)
-                    )
+                    raw = outputs.get(s)
                     name = scenario_name(s)
-                    predictions[name] = presence.expand(
-                        self.postprocess(raw.detach()), s, 0.0
+                    predictions[name] = self.prediction(
+                        features, presence, s, None if raw is None else raw.detach()
                     )
                     if (mask := presence.mask(s)) is not None:
                         available[name] = mask
@@ -572,7 +596,7 @@ class MultiModalTask(CheckpointedTask, ValidatesInputs, ABC):
         return {
             scenario_name(s): self.prediction(features, inputs.presence, s)
             for s in self.scenarios()
-            if set(s) <= set(inputs)
+            if set(s) <= set(modalities_in(batch))
         }
 
     def _log_epoch(self, stage: str) -> None:

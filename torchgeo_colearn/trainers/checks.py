@@ -468,7 +468,8 @@ class ValidatesInputs(ABC):
         Returns:
             Modality mapped to (input, validity mask or None), in training order, holding the rows of
             the samples marked present (``present_<modality>``; the values of the others are never
-            read), with the batch's :class:`~torchgeo_colearn.presence.Presence`.
+            read), with the batch's :class:`~torchgeo_colearn.presence.Presence`. A modality that no
+            sample of the batch holds is left out (its encoders cannot run on no sample).
 
         Raises:
             KeyError: On an unknown key, or a missing modality when *require_all*.
@@ -519,20 +520,17 @@ class ValidatesInputs(ABC):
                     f'got {tuple(valid.shape)}'
                 )
                 raise ValueError(msg)
-            inputs[modality] = presence.select((x.float(), valid), [modality])
+            if presence.count([modality]):
+                inputs[modality] = presence.select((x.float(), valid), [modality])
         return Inputs(inputs, presence)
 
 
 @contextmanager
-def explain_batch_norm(
-    batch_size: int, single_modalities: Sequence[str] = ()
-) -> Iterator[None]:
+def explain_batch_norm(batch_size: int) -> Iterator[None]:
     """Turn BatchNorm's error on a training batch of one sample into one that names cause and fix.
 
     Args:
         batch_size: Number of samples of the batch run inside the context.
-        single_modalities: The modalities that only one sample of the batch holds (the others lack
-            them), whose encoders also see a batch of one.
 
     Yields:
         Nothing.
@@ -543,18 +541,12 @@ def explain_batch_norm(
     try:
         yield
     except ValueError as error:
-        if 'Expected more than 1 value per channel' not in str(error) or (
-            batch_size != 1 and not single_modalities
+        if batch_size != 1 or 'Expected more than 1 value per channel' not in str(
+            error
         ):
             raise
-        what = (
-            'a training batch holds a single sample'
-            if batch_size == 1
-            else f'only one sample of a training batch holds {list(single_modalities)} (the others '
-            f'lack it)'
-        )
         msg = (
-            f'{what}, and the BatchNorm layers of the encoders and '
+            'a training batch holds a single sample, and the BatchNorm layers of the encoders and '
             'projections need more than one sample per batch in training; drop the last '
             'incomplete batch (DataLoader(drop_last=True); the datamodules of this package do) or '
             f'use a larger batch_size (from BatchNorm: {error})'

@@ -182,9 +182,11 @@ class CoLearnTask(MultiModalTask):
         """
         encodings: Mapping[str, Encoding] = features
         presence = inputs.presence
-        reps = [encodings[m].representation for m in self.modalities]
-        outputs = {m: encodings[m].output for m in self.modalities}
-        targets = [presence.select(target, (m,)) for m in self.modalities]
+        # the modalities some sample of the batch holds
+        held = [m for m in self.modalities if m in encodings]
+        reps = [encodings[m].representation for m in held]
+        outputs = {m: encodings[m].output for m in held}
+        targets = [presence.select(target, (m,)) for m in held]
         terms: dict[str, Tensor] = {}
         weights = {
             'main_loss': self.hparams['main_weight'],
@@ -206,15 +208,20 @@ class CoLearnTask(MultiModalTask):
                 presence.complete,
             )
         if weights['contrastive_loss']:
+            # a modality no sample holds joins as no rows (every process gathers every modality)
+            nothing = reps[0].shared[:0]
             terms['contrastive_loss'] = contrastive_loss(
-                {m: rep.shared for m, rep in zip(self.modalities, reps)},
+                {
+                    m: encodings[m].representation.shared if m in encodings else nothing
+                    for m in self.modalities
+                },
                 self.hparams['temperature'],
                 self.hparams['contrastive_reduction'],
                 presence,
             )
         if weights['discriminator_loss']:
             terms['discriminator_loss'] = self._discriminator_loss(
-                reps, presence.complete
+                {m: encodings[m].representation for m in held}, presence.complete
             )
         total = sum(
             (weights[name] * value for name, value in terms.items()), torch.zeros(())
@@ -225,13 +232,13 @@ class CoLearnTask(MultiModalTask):
         return {**terms, 'loss': total}, {(m,): out for m, out in outputs.items()}
 
     def _discriminator_loss(
-        self, reps: Sequence[Representation], same_samples: bool
+        self, reps: Mapping[str, Representation], same_samples: bool
     ) -> Tensor:
         """Modality-discriminative loss: both discriminators must recognise the modality.
 
         Args:
-            reps: Every training modality's representation, in training order, on the samples that
-                hold the modality.
+            reps: The representation of every modality some sample holds, in training order, on
+                the samples that hold the modality.
             same_samples: Whether every modality holds the same samples.
 
         Returns:
@@ -239,8 +246,10 @@ class CoLearnTask(MultiModalTask):
             discriminator runs once on the stacked parts of all modalities.
         """
         second = self.hparams['discriminator_input']
-        specific = [rep.specific for rep in reps]
-        other = [rep.unused if second == 'unused' else rep.shared for rep in reps]
+        specific = [rep.specific for rep in reps.values()]
+        other = [
+            rep.unused if second == 'unused' else rep.shared for rep in reps.values()
+        ]
         first_logits = _split_like(
             self.model.discriminator_specific(torch.cat(specific)), specific
         )
@@ -249,8 +258,8 @@ class CoLearnTask(MultiModalTask):
         )
         logits = [torch.cat(pair) for pair in zip(first_logits, second_logits)]
         targets = [
-            self._modality_targets(index, part.shape[0], part.device)
-            for index, part in enumerate(logits)
+            self._modality_targets(self.modalities.index(m), part.shape[0], part.device)
+            for m, part in zip(reps, logits)
         ]
         # float32 under mixed precision: a bfloat16 log-softmax loses the small probabilities
         return modality_mean(

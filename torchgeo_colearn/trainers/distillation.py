@@ -237,7 +237,11 @@ class DistillationTask(SingleModalityTask):
                 assert available is not None
                 teacher_features = self.teacher.fuse(
                     {m: presence.expand_features(encoded[m], m) for m in encoded},
-                    {m: available[:, i] for i, m in enumerate(self.modalities)},
+                    {
+                        m: available[:, i]
+                        for i, m in enumerate(self.modalities)
+                        if m in encoded
+                    },
                 )
             teacher_out = self.teacher.head(teacher_features)
         student_terms, outputs = super().losses(inputs, features, target)
@@ -253,7 +257,6 @@ class DistillationTask(SingleModalityTask):
                     self.hparams['temperature'],
                 )
                 for s, out in outputs.items()
-                if out.shape[0]
             ),
             torch.zeros((), device=target.device),
         )
@@ -264,7 +267,7 @@ class DistillationTask(SingleModalityTask):
                     at_least_float32(presence.select(hard, (m,))),
                 )
                 for m in self.modalities
-                if features[m].shape[0]
+                if m in features
             ),
             torch.zeros((), device=target.device),
         )

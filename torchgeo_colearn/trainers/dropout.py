@@ -172,10 +172,11 @@ class ModalityDropoutTask(MultiModalTask):
                 target.device,
                 presence.matrix(self.modalities),
             )
-            keep = {m: mask[:, i] for i, m in enumerate(self.modalities)}
-            every_sample = {
-                m: presence.expand_features(features[m], m) for m in self.modalities
+            # the modalities some sample holds (a modality no sample holds is never kept)
+            keep = {
+                m: mask[:, i] for i, m in enumerate(self.modalities) if m in features
             }
+            every_sample = {m: presence.expand_features(features[m], m) for m in keep}
             terms = {
                 'task_loss': self.criterion(
                     self.predict_kept(every_sample, keep), target
@@ -184,7 +185,9 @@ class ModalityDropoutTask(MultiModalTask):
         else:
             scenarios = [(m,) for m in self.modalities] + [self.modalities]
             outputs = {
-                s: self.scenario_output(features, presence, s) for s in scenarios
+                s: self.scenario_output(features, presence, s)
+                for s in scenarios
+                if all(m in features for m in s)
             }
             per_scenario = {
                 f'{scenario_name(s)}_loss': self.criterion(

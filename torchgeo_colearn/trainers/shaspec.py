@@ -115,6 +115,7 @@ class ShaSpecTask(ModalityDropoutTask):
         Returns:
             ``alignment_loss`` and ``domain_loss``, each already multiplied by its weight.
         """
+        # a ring over the training modalities; the modalities no sample holds add nothing
         modalities = self.modalities
         count = len(modalities)
         pairs = [(0, 1)] if count == 2 else [(i, (i + 1) % count) for i in range(count)]
@@ -125,18 +126,20 @@ class ShaSpecTask(ModalityDropoutTask):
                 for m in pair
             ]
             for pair in ((modalities[i], modalities[j]) for i, j in pairs)
+            if all(m in features for m in pair)
         ]
         alignment = [F.l1_loss(a, b) for a, b in shared if a.shape[0]]
+        held = [(i, m) for i, m in enumerate(modalities) if m in features]
         logits = [
             at_least_float32(self.model.modality_classifier(features[m].specific))
-            for m in modalities
+            for _, m in held
         ]
         domain = modality_mean(
             F.cross_entropy,
             logits,
             [
                 torch.full((x.shape[0],), index, device=x.device)
-                for index, x in enumerate(logits)
+                for (index, _), x in zip(held, logits)
             ],
             presence.complete,
         )

@@ -58,7 +58,7 @@ class SingleModalityTask(MultiModalTask):
         """Sum the independent per-modality losses.
 
         Each model's loss is its mean over the samples that hold its modality; a modality that no
-        sample of the batch holds adds no term.
+        sample of the batch holds adds no term (and no output).
 
         Returns:
             ``<modality>_loss`` terms and their sum ``loss``, and each single-modality scenario's
@@ -66,12 +66,13 @@ class SingleModalityTask(MultiModalTask):
         """
         presence = inputs.presence
         outputs: dict[Scenario, Tensor] = {
-            (m,): self.model.predict(m, features[m]) for m in self.modalities
+            (m,): self.model.predict(m, features[m])
+            for m in self.modalities
+            if m in features
         }
         terms = {
             f'{s[0]}_loss': self.criterion(out, presence.select(target, s))
             for s, out in outputs.items()
-            if out.shape[0]
         }
         total = sum(terms.values(), torch.zeros((), device=target.device))
         return {**terms, 'loss': total}, outputs
