@@ -13,23 +13,15 @@ from lightning.pytorch.utilities.types import OptimizerLRSchedulerConfig
 from torch import Tensor
 from typing_extensions import override
 
-from ..batch import modalities_in
 from ..deploy.inputs import predict_raw, record_training_inputs
 from ..losses import TaskLoss
 from ..metrics import TaskType
 from ..models import Encoder
-from ..presence import Inputs, Presence, without_lone_samples
-from ..scenarios import (
-    Scenario,
-    check_predictable,
-    default_scenarios,
-    scenario_name,
-    scores_by_scenario,
-)
+from ..presence import Inputs, without_lone_samples
+from ..scenarios import Scenario, default_scenarios, scenario_name, scores_by_scenario
 from .checkpoints import CheckpointedTask
 from .checks import (
     BatchChecks,
-    ValidatesInputs,
     check_plateau_validation,
     check_presence,
     check_task_options,
@@ -38,9 +30,10 @@ from .checks import (
 from .epoch import STAGES, EpochAccumulator, to_floats
 from .interface import Features, LossOutput, MultiModalNetwork
 from .optimization import OptimizerName, SchedulerName, optimization
+from .prediction import PredictsScenarios
 
 
-class MultiModalTask(CheckpointedTask, ValidatesInputs, ABC):
+class MultiModalTask(PredictsScenarios, CheckpointedTask, ABC):
     """Base of the multi-modal tasks: dict batch in, one prediction per inference scenario out.
 
     It implements what every method shares: the constructor arguments below, batch validation (keys,
@@ -60,9 +53,6 @@ class MultiModalTask(CheckpointedTask, ValidatesInputs, ABC):
     :meth:`predict_from` and :meth:`losses`; their own constructor arguments are keyword-only and the
     shared ones below are forwarded with ``**kwargs``.
     """
-
-    #: Whether a scenario may hold several modalities (the method fuses them).
-    supports_fusion: ClassVar[bool] = False
 
     #: Minimum number of training modalities.
     min_modalities: ClassVar[int] = 1
@@ -364,100 +354,6 @@ class MultiModalTask(CheckpointedTask, ValidatesInputs, ABC):
         """
         return self.training_scenarios() if stage == 'train' else self.scenarios()
 
-    def predict_scenarios(
-        self, batch: Mapping[str, Any], scenarios: Sequence[Scenario]
-    ) -> dict[Scenario, Tensor]:
-        """Predict several scenarios, encoding each modality once.
-
-        Args:
-            batch: Normalised batch holding every modality the scenarios use.
-            scenarios: The scenarios to predict.
-
-        Returns:
-            Scenario mapped to predictions (see :meth:`postprocess`).
-
-        Raises:
-            ValueError: If a scenario is empty, uses several modalities while the method cannot fuse,
-                or names a modality the batch lacks.
-        """
-        inputs = self.modality_inputs(batch, defer_nan_check=True)
-        check_predictable(
-            scenarios, list(inputs), self.supports_fusion, type(self).__name__
-        )
-        features = self.encode(inputs.subset(m for s in scenarios for m in s))
-        return {s: self.prediction(features, inputs.presence, s) for s in scenarios}
-
-    def scenario_output(
-        self, features: Features, presence: Presence, scenario: Scenario
-    ) -> Tensor:
-        """Predict a scenario on the samples that hold all its modalities.
-
-        Args:
-            features: Output of :meth:`encode`, each modality on the samples that hold it.
-            presence: Which samples hold which modality.
-            scenario: The scenario.
-
-        Returns:
-            Raw outputs (see :meth:`predict_from`) of the samples that hold every modality of the
-            scenario (all of the batch's samples when none is marked as lacking one).
-        """
-        if not presence.complete:
-            features = {
-                m: presence.restrict(features[m], m, scenario) for m in scenario
-            }
-        return self.predict_from(features, scenario)
-
-    def prediction(
-        self,
-        features: Features,
-        presence: Presence,
-        scenario: Scenario,
-        raw: Tensor | None = None,
-    ) -> Tensor:
-        """Predict a scenario for every sample of a batch, NaN for the samples that cannot be.
-
-        Args:
-            features: As for :meth:`scenario_output`.
-            presence: Which samples of the batch hold which modality.
-            scenario: The scenario to predict.
-            raw: The scenario's raw outputs when already computed (by :meth:`losses`).
-
-        Returns:
-            Predictions (see :meth:`postprocess`) with the batch's B rows; the rows of samples that
-            lack one of the scenario's modalities are NaN.
-        """
-        if raw is None:
-            if not all(m in features for m in scenario):
-                # no sample of the batch holds one of the modalities
-                size = presence.size
-                shape = (
-                    (size,)
-                    if self.task_type in ('binary', 'regression')
-                    else (size, self.output_dim)
-                )
-                return torch.full(shape, float('nan'), device=self.device)
-            raw = self.scenario_output(features, presence, scenario)
-        return presence.expand(self.postprocess(raw), scenario, float('nan'))
-
-    def forward(self, batch: Mapping[str, Any]) -> dict[str, Tensor]:
-        """Predict from each modality present in the batch, alone.
-
-        Args:
-            batch: Normalised batch with any non-empty subset of the training modalities, e.g.
-                ``{'image_s1': x}`` with x of shape (B, *input_shape).
-
-        Returns:
-            Modality mapped to its prediction (see :meth:`postprocess`); NaN for the samples that
-            lack the modality (``present_<modality>``).
-        """
-        inputs = self.modality_inputs(batch)
-        features = self.encode(inputs)
-        return {
-            m: self.prediction(features, inputs.presence, (m,))
-            for m in self.modalities
-            if m in modalities_in(batch)
-        }
-
     # ----------------------------------------------------------------------------------------------
     # Deployment: the logic lives in torchgeo_colearn.deploy (docs/deploy.md)
     # ----------------------------------------------------------------------------------------------
@@ -575,29 +471,6 @@ class MultiModalTask(CheckpointedTask, ValidatesInputs, ABC):
     def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         """Compute the test loss and accumulate the scores of every scenario."""
         self._shared_step(batch, 'test', batch_idx)
-
-    def predict_step(
-        self, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> dict[str, Tensor]:
-        """Predict every scenario whose modalities the batch holds.
-
-        Args:
-            batch: The output of your DataLoader.
-            batch_idx: Integer displaying index of this batch.
-            dataloader_idx: Index of the current dataloader.
-
-        Returns:
-            Scenario name mapped to its prediction (see :meth:`postprocess`); a single modality's
-            scenario is named after the modality, e.g. ``{'s1': ..., 's2': ..., 's1+s2': ...}``. The
-            samples that lack one of a scenario's modalities get NaN.
-        """
-        inputs = self.modality_inputs(batch, defer_nan_check=True, batch_idx=batch_idx)
-        features = self.encode(inputs)
-        return {
-            scenario_name(s): self.prediction(features, inputs.presence, s)
-            for s in self.scenarios()
-            if set(s) <= set(modalities_in(batch))
-        }
 
     def _log_epoch(self, stage: str) -> None:
         """Log the epoch means of the loss terms and the scenario scores of a stage, then reset.
