@@ -1,7 +1,7 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""Validation of labels against the task they are for, where they enter."""
+"""Labels: their validation against the task they are for, where they enter, and their statistics."""
 
 from collections.abc import Sequence
 
@@ -101,3 +101,40 @@ def _check_ndim(labels: Tensor, ndim: int, where: str, expected: str) -> None:
             f'shape {shape}'
         )
         raise ValueError(msg)
+
+
+def balanced_weights(labels: Tensor, num_classes: int | None = None) -> Tensor:
+    """Return 'balanced' class weights of a set of labels.
+
+    Single-label data: n / (k * count_c) per class (scikit-learn's 'balanced'). Multi-label data: the
+    positive weight of each label, negatives / positives.
+
+    Args:
+        labels: (N,) class indices or (N, L) multi-hot labels.
+        num_classes: Number of classes of the task, so that classes absent from the labels still get
+            a (zero) weight; by default the largest label + 1.
+
+    Returns:
+        Float32 weights, shape (num_classes,) or (L,); a class or label absent from the labels gets
+        weight 0.
+    """
+    if labels.ndim == 2:
+        positives = labels.float().sum(0)
+        weights = (labels.shape[0] - positives) / positives
+        return torch.where(positives > 0, weights, torch.zeros_like(weights))
+    counts = torch.bincount(labels.long(), minlength=num_classes or 0).float()
+    weights = labels.shape[0] / (counts.numel() * counts)
+    return torch.where(counts > 0, weights, torch.zeros_like(weights))
+
+
+def target_moments(labels: Tensor) -> tuple[float, float]:
+    """Return the mean and standard deviation (ddof=0) of regression targets.
+
+    Args:
+        labels: (N,) targets.
+
+    Returns:
+        Mean and standard deviation, in target units.
+    """
+    values = labels.double()
+    return float(values.mean()), float(values.std(unbiased=False))

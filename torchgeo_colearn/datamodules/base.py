@@ -10,13 +10,7 @@ from typing import Any, Literal, TypeAlias, get_args
 import kornia.augmentation as K
 import torch
 from torch import Tensor, nn
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    Dataset,
-    RandomSampler,
-    SequentialSampler,
-)
+from torch.utils.data import DataLoader, Dataset
 from torchgeo.datamodules import NonGeoDataModule
 from torchgeo.datasets import NonGeoDataset
 
@@ -31,7 +25,8 @@ from ..channel_stats import (
     stats_to_json,
 )
 from ..datasets.tensor import TensorMultiModalDataset
-from ..distributed import computed_on_rank_zero, world_size
+from ..distributed import computed_on_rank_zero
+from ..labels import balanced_weights, target_moments
 from ..metrics import TaskType
 from ..modality_info import ModalityInfo, unnamed_modality_info
 from ..transforms import ModalityNormalizer
@@ -43,7 +38,7 @@ from .missing import (
     sample_presence,
     select_samples,
 )
-from .utils import BatchView, SelectModalities, current_split, labels_of
+from .utils import SelectModalities, current_split, in_memory_loader, labels_of
 
 #: Bumped whenever the statistics or their cache file change, to invalidate old caches.
 _STATS_FORMAT = 2
@@ -497,19 +492,9 @@ class MultiModalDataModule(NonGeoDataModule):
         train = split == 'train'
         drop_last = train and len(dataset) > batch_size
         if isinstance(dataset, TensorMultiModalDataset):
-            generator = None
-            if train and world_size() > 1:
-                # Lightning deals the batches out to the processes: all must draw the same permutation
-                seed = computed_on_rank_zero(lambda: int(torch.randint(2**62, ())))
-                generator = torch.Generator().manual_seed(seed)
-            order = (
-                RandomSampler(dataset, generator=generator)
-                if train
-                else SequentialSampler(dataset)
+            return in_memory_loader(
+                dataset, batch_size, train, drop_last, self.selected_modalities
             )
-            sampler = BatchSampler(order, batch_size, drop_last=drop_last)
-            view = BatchView(dataset, self.selected_modalities)
-            return DataLoader(view, batch_size=None, sampler=sampler)
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -579,27 +564,15 @@ class MultiModalDataModule(NonGeoDataModule):
         return torch.stack([torch.as_tensor(dataset[i]['label']) for i in range(size)])
 
     def class_weights(self, num_classes: int | None = None) -> Tensor:
-        """Return 'balanced' weights computed on the training labels.
-
-        Single-label data: n / (k * count_c) per class (scikit-learn's 'balanced'). Multi-label data: the
-        positive weight of each label, negatives / positives.
+        """Return 'balanced' weights of the training labels (see :func:`.labels.balanced_weights`).
 
         Args:
-            num_classes: Number of classes of the task, so that classes absent from the split still get
-                a (zero) weight; by default the largest label + 1.
+            num_classes: Number of classes of the task (classes absent from the split get weight 0).
 
         Returns:
-            Float32 weights, shape (num_classes,) or (num_labels,); a class or label absent from the
-            split gets weight 0.
+            Float32 weights, shape (num_classes,) or (num_labels,).
         """
-        labels = self.train_labels()
-        if labels.ndim == 2:
-            positives = labels.float().sum(0)
-            weights = (labels.shape[0] - positives) / positives
-            return torch.where(positives > 0, weights, torch.zeros_like(weights))
-        counts = torch.bincount(labels.long(), minlength=num_classes or 0).float()
-        weights = labels.shape[0] / (counts.numel() * counts)
-        return torch.where(counts > 0, weights, torch.zeros_like(weights))
+        return balanced_weights(self.train_labels(), num_classes)
 
     def target_stats(self) -> tuple[float, float]:
         """Return the mean and standard deviation (ddof=0) of the training targets.
@@ -607,8 +580,7 @@ class MultiModalDataModule(NonGeoDataModule):
         Returns:
             Mean and std of the regression target.
         """
-        labels = self.train_labels().double()
-        return float(labels.mean()), float(labels.std(unbiased=False))
+        return target_moments(self.train_labels())
 
     def state_dict(self) -> dict[str, Any]:
         """Return the normalisation statistics, saved in Lightning checkpoints.

@@ -6,11 +6,20 @@
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import torch
 from torch import Tensor
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    Subset,
+)
 
 from ..batch import key_modality
 from ..datasets.tensor import TensorMultiModalDataset
+from ..distributed import computed_on_rank_zero, world_size
 
 
 class BatchView(Dataset[dict[str, Any]]):
@@ -125,6 +134,42 @@ def current_split(trainer: Any) -> str | None:
         if any(getattr(trainer, flag, False) for flag in flags):
             return split
     return None
+
+
+def in_memory_loader(
+    dataset: TensorMultiModalDataset,
+    batch_size: int,
+    train: bool,
+    drop_last: bool,
+    modalities: Sequence[str] | None,
+) -> DataLoader[dict[str, Tensor]]:
+    """Batch an in-memory dataset a whole batch at a time, without per-sample collation.
+
+    With several processes (DDP), Lightning deals the batches out to them, so the training
+    permutation is drawn from a seed of rank 0.
+
+    Args:
+        dataset: The split.
+        batch_size: Samples per batch.
+        train: Shuffle (training) or keep the order.
+        drop_last: Drop the last incomplete batch.
+        modalities: The modalities to keep, or None for all.
+
+    Returns:
+        The loader.
+    """
+    generator = None
+    if train and world_size() > 1:
+        # every process must draw the same permutation
+        seed = computed_on_rank_zero(lambda: int(torch.randint(2**62, ())))
+        generator = torch.Generator().manual_seed(seed)
+    order = (
+        RandomSampler(dataset, generator=generator)
+        if train
+        else SequentialSampler(dataset)
+    )
+    sampler = BatchSampler(order, batch_size, drop_last=drop_last)
+    return DataLoader(BatchView(dataset, modalities), batch_size=None, sampler=sampler)
 
 
 def labels_of(dataset: Any) -> Tensor | None:
