@@ -133,7 +133,7 @@ def report(table: pd.DataFrame) -> str:
         f'{METRIC} of each sensor alone at test time, on the test samples that have it, when a share '
         'of the samples (in every split) lacks `s2`: MDiCo trained on every sample with the sensors '
         'it has, against each sensor trained alone on the samples that have it. 5-fold '
-        'cross-validation (sample-level folds), seed 0; paired differences over the folds, '
+        'cross-validation (sample-level folds) x seeds 0 and 1; paired differences over the 10 (fold, seed) runs, '
         'positive favours MDiCo. Per-rate reports: '
         + ', '.join(f'[{r} %](synthetic_missing_s2_{r:02d}.md)' for r in RATES)
         + '.\n\n![score vs missing rate](synthetic_missing.png)\n\n'
