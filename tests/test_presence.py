@@ -92,16 +92,17 @@ def test_modality_mean_skips_modalities_without_samples() -> None:
     def loss(x: Tensor, y: Tensor) -> Tensor:
         return (x - y).abs().mean()
 
-    outputs = [torch.tensor([1.0, 3.0]), torch.tensor([]), torch.tensor([5.0])]
-    targets = [torch.zeros(2), torch.zeros(0), torch.zeros(1)]
-    assert modality_mean(loss, outputs, targets, same_samples=False) == 3.5
+    # three modalities of 2, 0 and 1 samples: mean of 2 and 5
+    outputs, targets = torch.tensor([1.0, 3.0, 5.0]), torch.zeros(3)
+    assert modality_mean(loss, outputs, targets, [2, 0, 1]) == 3.5
     # with the same samples in every modality, the stacked loss is the mean of the means
-    same = [torch.tensor([1.0, 3.0]), torch.tensor([2.0, 6.0])]
-    stacked = modality_mean(loss, same, [torch.zeros(2)] * 2, same_samples=True)
-    apart = modality_mean(loss, same, [torch.zeros(2)] * 2, same_samples=False)
-    torch.testing.assert_close(stacked, apart)
+    same = torch.tensor([1.0, 3.0, 2.0, 6.0])
+    stacked = modality_mean(loss, same, torch.zeros(4), None)
+    torch.testing.assert_close(
+        stacked, modality_mean(loss, same, torch.zeros(4), [2, 2])
+    )
     nothing = modality_mean(
-        loss, [torch.zeros(0, requires_grad=True)], [torch.zeros(0)], False
+        loss, torch.zeros(0, requires_grad=True), torch.zeros(0), [0]
     )
     assert nothing == 0 and nothing.requires_grad
 

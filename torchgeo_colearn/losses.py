@@ -170,29 +170,37 @@ def _reduce(losses: Sequence[Tensor], reduction: ContrastiveReduction) -> Tensor
 
 def modality_mean(
     loss: Callable[[Tensor, Tensor], Tensor],
-    outputs: Sequence[Tensor],
-    targets: Sequence[Tensor],
-    same_samples: bool,
+    outputs: Tensor,
+    targets: Tensor,
+    sizes: Sequence[int] | None,
 ) -> Tensor:
     """Mean over modalities of a loss computed on each modality's samples.
 
     Args:
         loss: A mean loss of (outputs, targets), e.g. a :class:`TaskLoss`.
-        outputs: Per modality, the (N_m, ...) outputs of the samples that hold it.
-        targets: Per modality, the (N_m, ...) targets of those samples.
-        same_samples: Whether every modality holds the same samples (no sample lacks one). The
-            loss is then computed once on the stacked outputs, which gives the mean of the
-            per-modality means, also for class-weighted losses (their normaliser depends on the
-            targets only, which are the same for every modality).
+        outputs: The outputs of the modalities stacked along the first axis: (sum of N_m, ...), the
+            N_m samples that hold modality m (a modality may take several consecutive blocks of
+            equal size, e.g. one per head, which then count as blocks of their own).
+        targets: The targets of the same rows.
+        sizes: The N_m of each block, or None when every block holds the same samples (no sample
+            lacks a modality): the loss is then computed once on all rows, which is the mean of
+            the per-block means, also for class-weighted losses (their normaliser depends on the
+            targets only, the same in every block).
 
     Returns:
-        The mean of the losses of the modalities that hold a sample (0 if none does).
+        The mean of the losses of the blocks that hold a sample (0 if none does).
     """
-    if same_samples:
-        return loss(torch.cat(list(outputs)), torch.cat(list(targets)))
-    values = [loss(o, t) for o, t in zip(outputs, targets) if o.shape[0]]
+    if sizes is None:
+        return loss(outputs, targets)
+    values = [
+        loss(o, t)
+        for o, t in zip(
+            torch.split(outputs, list(sizes)), torch.split(targets, list(sizes))
+        )
+        if o.shape[0]
+    ]
     if not values:
-        return torch.cat(list(outputs)).sum() * 0.0
+        return outputs.sum() * 0.0
     return torch.stack(values).mean()
 
 

@@ -132,7 +132,9 @@ class CoLearnTask(MultiModalTask):
             if self.hparams[option] not in allowed:
                 msg = f'{option} must be one of {allowed}, got {self.hparams[option]!r}'
                 raise ValueError(msg)
-        self._targets: dict[tuple[int, int, torch.device], Tensor] = {}
+        self._targets: dict[
+            tuple[tuple[int, ...], tuple[int, ...], torch.device], Tensor
+        ] = {}
         self.model = MDiCo(
             self.hparams['encoders'],
             self.hparams['embed_dim'],
@@ -186,6 +188,8 @@ class CoLearnTask(MultiModalTask):
         held = [m for m in self.modalities if m in encodings]
         reps = [encodings[m].representation for m in held]
         outputs = {m: encodings[m].output for m in held}
+        # per modality, its samples' count and targets (None and the batch's without gaps)
+        sizes = None if presence.complete else [len(out) for out in outputs.values()]
         targets = [presence.select(target, (m,)) for m in held]
         terms: dict[str, Tensor] = {}
         weights = {
@@ -196,16 +200,19 @@ class CoLearnTask(MultiModalTask):
         }
         if weights['main_loss']:
             terms['main_loss'] = modality_mean(
-                self.criterion, list(outputs.values()), targets, presence.complete
+                self.criterion,
+                torch.cat(list(outputs.values())),
+                torch.cat(targets),
+                sizes,
             )
         if weights['aux_loss']:
             # mean over modalities of 1/2 [l(g(specific)) + l(g(shared))]: one head call on all 2M parts
-            parts = [torch.cat([rep.specific, rep.shared]) for rep in reps]
+            parts = torch.cat([p for rep in reps for p in (rep.specific, rep.shared)])
             terms['aux_loss'] = modality_mean(
                 self.criterion,
-                _split_like(self.model.auxiliary(torch.cat(parts)), parts),
-                [_repeat(t, 2) for t in targets],
-                presence.complete,
+                self.model.auxiliary(parts),
+                torch.cat([t for t in targets for _ in range(2)]),
+                None if sizes is None else [2 * size for size in sizes],
             )
         if weights['contrastive_loss']:
             # a modality no sample holds joins as no rows (every process gathers every modality)
@@ -221,7 +228,7 @@ class CoLearnTask(MultiModalTask):
             )
         if weights['discriminator_loss']:
             terms['discriminator_loss'] = self._discriminator_loss(
-                {m: encodings[m].representation for m in held}, presence.complete
+                {m: encodings[m].representation for m in held}, sizes
             )
         total = sum(
             (weights[name] * value for name, value in terms.items()), torch.zeros(())
@@ -232,83 +239,68 @@ class CoLearnTask(MultiModalTask):
         return {**terms, 'loss': total}, {(m,): out for m, out in outputs.items()}
 
     def _discriminator_loss(
-        self, reps: Mapping[str, Representation], same_samples: bool
+        self, reps: Mapping[str, Representation], sizes: Sequence[int] | None
     ) -> Tensor:
         """Modality-discriminative loss: both discriminators must recognise the modality.
 
         Args:
             reps: The representation of every modality some sample holds, in training order, on
                 the samples that hold the modality.
-            same_samples: Whether every modality holds the same samples.
+            sizes: The number of samples of each of those modalities, or None when every modality
+                holds every sample of the batch.
 
         Returns:
             Mean over modalities of 1/2 [CE(D1(specific), m) + CE(D2(unused or shared), m)]: each
             discriminator runs once on the stacked parts of all modalities.
         """
         second = self.hparams['discriminator_input']
-        specific = [rep.specific for rep in reps.values()]
-        other = [
-            rep.unused if second == 'unused' else rep.shared for rep in reps.values()
-        ]
-        first_logits = _split_like(
-            self.model.discriminator_specific(torch.cat(specific)), specific
+        specific = torch.cat([rep.specific for rep in reps.values()])
+        other = torch.cat(
+            [rep.unused if second == 'unused' else rep.shared for rep in reps.values()]
         )
-        second_logits = _split_like(
-            self.model.discriminator_unused(torch.cat(other)), other
+        logits = torch.cat(
+            [
+                self.model.discriminator_specific(specific),
+                self.model.discriminator_unused(other),
+            ]
         )
-        logits = [torch.cat(pair) for pair in zip(first_logits, second_logits)]
-        targets = [
-            self._modality_targets(self.modalities.index(m), part.shape[0], part.device)
-            for m, part in zip(reps, logits)
-        ]
+        indices = [self.modalities.index(m) for m in reps]
+        counts = [len(specific) // len(reps)] * len(reps) if sizes is None else sizes
+        targets = self._modality_targets(indices, counts, logits.device, sizes is None)
         # float32 under mixed precision: a bfloat16 log-softmax loses the small probabilities
         return modality_mean(
             lambda x, y: F.cross_entropy(at_least_float32(x), y),
             logits,
             targets,
-            same_samples,
+            None if sizes is None else [*sizes, *sizes],
         )
 
     def _modality_targets(
-        self, modality: int, size: int, device: torch.device
+        self,
+        indices: Sequence[int],
+        counts: Sequence[int],
+        device: torch.device,
+        cache: bool,
     ) -> Tensor:
-        """Return a discriminator target, cached per modality, size and device.
+        """Return the targets of the two discriminators.
 
         Args:
-            modality: Index of the modality.
-            size: Number of targets.
+            indices: The index of each modality.
+            counts: How many samples hold each modality.
             device: The device of the logits.
+            cache: Keep the targets for the next batch of the same counts (complete batches).
 
         Returns:
-            (size,) int64 filled with *modality*.
+            (2 * sum of counts,) int64: each index repeated its count times, twice.
         """
-        key = (modality, size, device)
-        if key not in self._targets:
-            self._targets[key] = torch.full((size,), modality, device=device)
-        return self._targets[key]
-
-
-def _split_like(stacked: Tensor, parts: Sequence[Tensor]) -> list[Tensor]:
-    """Split rows computed on stacked parts back into the parts.
-
-    Args:
-        stacked: (sum of N_i, ...) rows.
-        parts: The (N_i, ...) tensors that were stacked.
-
-    Returns:
-        The (N_i, ...) rows of each part.
-    """
-    return list(torch.split(stacked, [part.shape[0] for part in parts]))
-
-
-def _repeat(target: Tensor, times: int) -> Tensor:
-    """Repeat batch targets for a stack of *times* (B, ...) outputs.
-
-    Args:
-        target: (B,) or (B, L) targets.
-        times: Number of stacked copies.
-
-    Returns:
-        (times * B,) or (times * B, L) targets.
-    """
-    return target.repeat(times, *([1] * (target.dim() - 1)))
+        key = (tuple(indices), tuple(counts), device)
+        if key in self._targets:
+            return self._targets[key]
+        targets = (
+            torch.tensor(indices, device=device)
+            .repeat_interleave(torch.tensor(counts, device=device))
+            .repeat(2)
+        )
+        if cache:
+            self._targets[key] = targets
+        return targets

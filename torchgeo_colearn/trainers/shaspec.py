@@ -129,19 +129,18 @@ class ShaSpecTask(ModalityDropoutTask):
             if all(m in features for m in pair)
         ]
         alignment = [F.l1_loss(a, b) for a, b in shared if a.shape[0]]
-        held = [(i, m) for i, m in enumerate(modalities) if m in features]
-        logits = [
-            at_least_float32(self.model.modality_classifier(features[m].specific))
-            for _, m in held
+        held = [
+            (i, features[m].specific) for i, m in enumerate(modalities) if m in features
         ]
         domain = modality_mean(
             F.cross_entropy,
-            logits,
-            [
-                torch.full((x.shape[0],), index, device=x.device)
-                for (index, _), x in zip(held, logits)
-            ],
-            presence.complete,
+            at_least_float32(
+                self.model.modality_classifier(torch.cat([x for _, x in held]))
+            ),
+            torch.cat(
+                [torch.full((len(x),), index, device=x.device) for index, x in held]
+            ),
+            None if presence.complete else [len(x) for _, x in held],
         )
         zero = torch.zeros((), device=target.device)
         return {
