@@ -216,12 +216,11 @@ class CoLearnTask(MultiModalTask):
             )
         if weights['contrastive_loss']:
             # a modality no sample holds joins as no rows (every process gathers every modality)
-            nothing = reps[0].shared[:0]
+            shared = {m: rep.shared for m, rep in zip(held, reps)}
+            if len(held) < len(self.modalities):
+                shared = {m: shared.get(m, reps[0].shared[:0]) for m in self.modalities}
             terms['contrastive_loss'] = contrastive_loss(
-                {
-                    m: encodings[m].representation.shared if m in encodings else nothing
-                    for m in self.modalities
-                },
+                shared,
                 self.hparams['temperature'],
                 self.hparams['contrastive_reduction'],
                 presence,
