@@ -246,3 +246,17 @@ def test_predict_split(root: str) -> None:
     datamodule = fake_datamodule(root, predict_split='val')
     datamodule.setup('predict')
     assert datamodule.predict_dataset is datamodule.val_dataset is not None
+
+
+def test_setup_reads_no_split_for_gaps(
+    root: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # both images of every pair are required: nothing to look for, no extra read of the data
+    def read(*args: object) -> None:
+        raise AssertionError('the splits were read to find missing modalities')
+
+    monkeypatch.setattr('torchgeo_colearn.datamodules.base.select_samples', read)
+    datamodule = fake_datamodule(root, batch_size=4, augment=False)
+    datamodule.setup('fit')
+    assert datamodule.incomplete_modalities == ()
+    assert not any(k.startswith('present_') for k in whole_training_batch(datamodule))

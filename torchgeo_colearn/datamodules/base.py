@@ -5,7 +5,7 @@
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Literal, TypeAlias, get_args
+from typing import Any, ClassVar, Literal, TypeAlias, get_args
 
 import kornia.augmentation as K
 import torch
@@ -100,6 +100,9 @@ class MultiModalDataModule(NonGeoDataModule):
 
     #: Classes (binary, multiclass) or labels (multilabel) the labels are checked against.
     num_classes: int | None = None
+
+    #: Every sample has every modality (e.g. every file is required): setup reads no split for gaps.
+    complete_by_construction: ClassVar[bool] = False
 
     #: Names of the classes (binary, multiclass) or labels (multilabel) in label order, when the
     #: data name them; recorded by the tasks for deployment.
@@ -403,8 +406,14 @@ class MultiModalDataModule(NonGeoDataModule):
     def _select_samples(self) -> None:
         """Keep the samples with *min_modalities* modalities; set :attr:`incomplete_modalities`.
 
-        See :func:`~torchgeo_colearn.datamodules.missing.select_samples`.
+        See :func:`~torchgeo_colearn.datamodules.missing.select_samples`; skipped (no read) when
+        :attr:`complete_by_construction`.
         """
+        if self.complete_by_construction:
+            check_min_modalities(
+                self.min_modalities, self.modalities, type(self).__name__
+            )
+            return
         selection = select_samples(
             type(self).__name__,
             self._splits_set_up(),

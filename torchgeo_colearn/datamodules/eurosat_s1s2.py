@@ -27,6 +27,8 @@ class EuroSATS1S2DataModule(MultiModalDataModule):
 
     label_task = 'multiclass'
     num_classes = len(EuroSATS1S2.classes)
+    # every sample needs both images (a missing file is an error), and they are never all NaN
+    complete_by_construction = True
     classes = tuple(EuroSATS1S2.classes)
 
     def __init__(
