@@ -36,6 +36,9 @@ def test_masks_and_counts() -> None:
     matrix = held.matrix(['a', 'b', 'c'])
     assert matrix is not None and matrix.shape == (5, 3) and matrix[:, 2].all()
     assert Presence(5).matrix(['a']) is None
+    masks = held.masks_of(['b', 'c'])
+    assert list(masks) == ['b', 'c'] and masks['c'].all() and not masks['b'][3]
+    assert Presence(5).masks_of(['a']) == {}
 
 
 def test_rows_move_between_batch_modality_and_scenario() -> None:

@@ -106,7 +106,7 @@ def contrastive_loss(
     """Contrastive loss between the shared embeddings of every pair of modalities.
 
     Across processes, the negatives come from the global batch (see :func:`nt_xent`); each
-    modality's embeddings are gathered once.
+    modality's embeddings are gathered once (once per pair when samples lack modalities).
 
     With samples that lack modalities (*presence*), the term of a pair uses the samples that hold
     both modalities, as anchors and as negatives, and the reduction runs over the pairs that some

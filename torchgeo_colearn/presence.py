@@ -193,6 +193,21 @@ class Presence:
         result: T = apply_to_collection(value, Tensor, place)
         return result
 
+    def masks_of(self, modalities: Iterable[str]) -> dict[str, Tensor]:
+        """Return each modality's (B,) mask, all True for a modality every sample holds.
+
+        Args:
+            modalities: Modality names.
+
+        Returns:
+            Modality mapped to its mask, on the device of the masks; empty when the batch is
+            complete (no device to put them on).
+        """
+        if self.complete:
+            return {}
+        everyone = torch.ones_like(next(iter(self.masks.values())))
+        return {m: self.masks.get(m, everyone) for m in modalities}
+
     def matrix(self, modalities: Iterable[str]) -> Tensor | None:
         """Return the (B, M) bool matrix of which sample holds which modality.
 
@@ -204,8 +219,7 @@ class Presence:
         """
         if self.complete:
             return None
-        everyone = torch.ones_like(next(iter(self.masks.values())))
-        return torch.stack([self.masks.get(m, everyone) for m in modalities], 1)
+        return torch.stack(list(self.masks_of(modalities).values()), 1)
 
 
 def _rows(value: T, rows: Tensor) -> T:
@@ -300,15 +314,18 @@ def without_lone_samples(
         The batch (the same values, ``present_<modality>`` all False for those modalities) and the
         modalities concerned.
     """
-    lone = []
-    for modality in modalities:
-        mask = batch.get(present_key(modality))
-        if (
-            isinstance(mask, Tensor)
-            and mask.dtype == torch.bool
-            and int(mask.sum()) == 1
-        ):
-            lone.append(modality)
+    masks = {
+        m: mask
+        for m in modalities
+        if isinstance(mask := batch.get(present_key(m)), Tensor)
+        and mask.dtype == torch.bool
+        and mask.ndim == 1
+    }
+    if not masks:
+        return dict(batch), []
+    # one read-back for every modality
+    counts = torch.stack([mask.sum() for mask in masks.values()]).tolist()
+    lone = [m for m, count in zip(masks, counts) if count == 1]
     if not lone:
         return dict(batch), lone
     marked = dict(batch)

@@ -269,8 +269,9 @@ class MultiModalTask(PredictsScenarios, CheckpointedTask, ABC):
         """Compute the objective of a batch (training, and the validation loss).
 
         Each term uses only the samples it concerns when the batch marks samples that lack a
-        modality (``inputs.presence``; :mod:`torchgeo_colearn.presence`): a modality's inputs and features hold the
-        rows of the samples that have it, and a term with no sample contributes nothing.
+        modality (``inputs.presence``; :mod:`torchgeo_colearn.presence`): a modality's inputs and
+        features hold the rows of the samples that have it, and a term with no sample contributes
+        nothing.
 
         Args:
             inputs: Every training modality's input (for terms that need more than the features,

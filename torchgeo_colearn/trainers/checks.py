@@ -520,8 +520,9 @@ class ValidatesInputs(ABC):
                     f'got {tuple(valid.shape)}'
                 )
                 raise ValueError(msg)
-            if presence.count([modality]):
-                inputs[modality] = presence.select((x.float(), valid), [modality])
+            held = presence.select((x.float(), valid), [modality])
+            if len(held[0]):
+                inputs[modality] = held
         return Inputs(inputs, presence)
 
 

@@ -188,7 +188,7 @@ class CoLearnTask(MultiModalTask):
         held = [m for m in self.modalities if m in encodings]
         reps = [encodings[m].representation for m in held]
         outputs = {m: encodings[m].output for m in held}
-        # per modality, its samples' count and targets (None and the batch's without gaps)
+        # each modality's number of samples (None when all hold every sample) and their targets
         sizes = None if presence.complete else [len(out) for out in outputs.values()]
         targets = [presence.select(target, (m,)) for m in held]
         terms: dict[str, Tensor] = {}

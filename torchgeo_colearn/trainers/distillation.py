@@ -233,15 +233,9 @@ class DistillationTask(SingleModalityTask):
                 teacher_features = self.teacher.fuse(encoded)
             else:
                 # each sample's teacher fuses the modalities it has
-                available = presence.matrix(self.modalities)
-                assert available is not None
                 teacher_features = self.teacher.fuse(
                     {m: presence.expand_features(encoded[m], m) for m in encoded},
-                    {
-                        m: available[:, i]
-                        for i, m in enumerate(self.modalities)
-                        if m in encoded
-                    },
+                    presence.masks_of(encoded),
                 )
             teacher_out = self.teacher.head(teacher_features)
         student_terms, outputs = super().losses(inputs, features, target)

@@ -145,10 +145,11 @@ class PredictsScenarios(ValidatesInputs):
         """
         inputs = self.modality_inputs(batch)
         features = self.encode(inputs)
+        in_batch = modalities_in(batch)
         return {
             m: self.prediction(features, inputs.presence, (m,))
             for m in self.modalities
-            if m in modalities_in(batch)
+            if m in in_batch
         }
 
     def predict_step(
@@ -168,8 +169,9 @@ class PredictsScenarios(ValidatesInputs):
         """
         inputs = self.modality_inputs(batch, defer_nan_check=True, batch_idx=batch_idx)
         features = self.encode(inputs)
+        in_batch = set(modalities_in(batch))
         return {
             scenario_name(s): self.prediction(features, inputs.presence, s)
             for s in self.scenarios()
-            if set(s) <= set(modalities_in(batch))
+            if set(s) <= in_batch
         }
