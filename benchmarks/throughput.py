@@ -199,9 +199,16 @@ def trainer_for(
     Returns:
         The trainer.
     """
-    checkpoint = ModelCheckpoint(
-        dirpath=workdir, monitor='val_loss', mode='min', save_top_k=1
-    )
+    # the revision's own checkpoint callback (weights only), or the one runners built before it
+    try:
+        best_checkpoint = import_class(
+            'torchgeo_colearn.benchmark.runner.best_checkpoint'
+        )
+        checkpoint = best_checkpoint(workdir, 'val_loss')
+    except (ImportError, AttributeError):
+        checkpoint = ModelCheckpoint(
+            dirpath=workdir, monitor='val_loss', mode='min', save_top_k=1
+        )
     stopping = EarlyStopping(
         'val_loss',
         patience=settings['patience'],

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from torchgeo_colearn.benchmark import load_config, plan, run_path
@@ -166,7 +167,11 @@ def test_teacher_runs_first_and_keeps_its_checkpoint(
     printed(
         capsys, '[1/2] fusion fold=0 seed=0: ok', '[2/2] students fold=0 seed=0: ok'
     )
-    assert os.path.exists(run_path(str(tmp_path / 'out'), 'fusion', 0, 0, 'ckpt'))
+    kept = run_path(str(tmp_path / 'out'), 'fusion', 0, 0, 'ckpt')
+    # the runner keeps weights only: the student loaded its teacher from them
+    checkpoint = torch.load(kept, map_location='cpu', weights_only=False)
+    assert 'state_dict' in checkpoint
+    assert 'optimizer_states' not in checkpoint
 
 
 def test_epoch_progress_lines(

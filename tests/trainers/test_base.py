@@ -81,6 +81,32 @@ def test_logged_names_training_and_validation(tmp_path: Path) -> None:
     assert set(model.scenario_results) == {'train', 'val'}
 
 
+@pytest.mark.parametrize(
+    ('logger', 'progress_bar', 'expected'),
+    [(False, False, 2), (True, False, 6), (False, True, 6)],
+)
+def test_step_loss_logged_where_seen(
+    tmp_path: Path, logger: bool, progress_bar: bool, expected: int
+) -> None:
+    model = fake_task('multiclass')
+    calls: list[str] = []
+    log = model.log
+
+    def counted(name: str, *args: Any, **kwargs: Any) -> None:
+        calls.append(name)
+        log(name, *args, **kwargs)
+
+    model.log = counted  # type: ignore[method-assign]
+    trainer = make_trainer(
+        tmp_path, logger=logger, enable_progress_bar=progress_bar, max_epochs=2
+    )
+    # 40 samples in batches of 16: 3 training steps per epoch
+    trainer.fit(model, loader(make_dataset('multiclass')))
+    # without logger or bar only each epoch's last step logs: the metric an epoch leaves is the same
+    assert calls.count('train_loss') == expected
+    assert 'train_loss' in trainer.callback_metrics
+
+
 def test_sanity_check_leaves_no_scores(tmp_path: Path) -> None:
     model = fake_task('multiclass')
     dataset = make_dataset('multiclass')

@@ -111,6 +111,28 @@ def _epoch_of(checkpoint: str) -> int | None:
     return int(name.split('-')[0].removeprefix('epoch='))
 
 
+def best_checkpoint(workdir: str, monitor: str) -> ModelCheckpoint:
+    """Return the callback that keeps a run's best model.
+
+    Weights only: the runner reloads the best checkpoint to score it (and as a teacher), never to
+    resume training, and the optimiser's state would triple the size of every save.
+
+    Args:
+        workdir: Folder of the checkpoint.
+        monitor: The logged value to minimise.
+
+    Returns:
+        A ModelCheckpoint keeping the single best epoch.
+    """
+    return ModelCheckpoint(
+        dirpath=workdir,
+        monitor=monitor,
+        mode='min',
+        save_top_k=1,
+        save_weights_only=True,
+    )
+
+
 def _fit_task(
     benchmark: Benchmark,
     method: Method,
@@ -141,9 +163,7 @@ def _fit_task(
     """
     with tempfile.TemporaryDirectory(prefix='colearn-benchmark-') as workdir:
         monitor = str(getattr(model, 'monitor', 'val_loss'))
-        checkpoint = ModelCheckpoint(
-            dirpath=workdir, monitor=monitor, mode='min', save_top_k=1
-        )
+        checkpoint = best_checkpoint(workdir, monitor)
         stopping = EarlyStopping(
             monitor,
             patience=method.runner['patience'],
