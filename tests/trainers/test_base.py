@@ -82,11 +82,17 @@ def test_logged_names_training_and_validation(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ('logger', 'progress_bar', 'expected'),
-    [(False, False, 2), (True, False, 6), (False, True, 6)],
+    ('logger', 'progress_bar', 'max_steps', 'expected'),
+    [
+        (False, False, -1, 2),
+        (True, False, -1, 6),
+        (False, True, -1, 6),
+        # a fit that max_steps ends within the first epoch logs its last step
+        (False, False, 2, 1),
+    ],
 )
 def test_step_loss_logged_where_seen(
-    tmp_path: Path, logger: bool, progress_bar: bool, expected: int
+    tmp_path: Path, logger: bool, progress_bar: bool, max_steps: int, expected: int
 ) -> None:
     model = fake_task('multiclass')
     calls: list[str] = []
@@ -98,7 +104,11 @@ def test_step_loss_logged_where_seen(
 
     model.log = counted  # type: ignore[method-assign]
     trainer = make_trainer(
-        tmp_path, logger=logger, enable_progress_bar=progress_bar, max_epochs=2
+        tmp_path,
+        logger=logger,
+        enable_progress_bar=progress_bar,
+        max_epochs=2,
+        max_steps=max_steps,
     )
     # 40 samples in batches of 16: 3 training steps per epoch
     trainer.fit(model, loader(make_dataset('multiclass')))

@@ -460,13 +460,16 @@ class MultiModalTask(PredictsScenarios, CheckpointedTask, ABC):
 
         Lightning's ``log`` costs about a millisecond per call on the CPU. Without a logger and a
         progress bar (``colearn benchmark``) nobody sees the per-step value, so only the last step
-        of an epoch logs it, which leaves ``trainer.callback_metrics['train_loss']`` as it would be.
+        of an epoch, or of a fit that ``max_steps`` ends, logs it: the value of
+        ``trainer.callback_metrics['train_loss']`` at the end of each epoch and of the fit is the same
+        as with a log at every step.
 
         Args:
             batch_idx: Index of the training batch in its epoch.
 
         Returns:
-            True with a logger or a progress bar, on an epoch's last batch, or outside a trainer.
+            True with a logger or a progress bar, on the last batch of an epoch or of the fit, or
+            outside a trainer.
         """
         if self._trainer is None:
             return True
@@ -474,7 +477,9 @@ class MultiModalTask(PredictsScenarios, CheckpointedTask, ABC):
         if trainer.loggers or trainer.progress_bar_callback is not None:
             return True
         batches = trainer.num_training_batches
-        return not math.isfinite(batches) or batch_idx + 1 >= batches
+        last_of_epoch = not math.isfinite(batches) or batch_idx + 1 >= batches
+        last_of_fit = 0 < trainer.max_steps <= trainer.global_step + 1
+        return last_of_epoch or last_of_fit
 
     @override
     def training_step(
