@@ -11,7 +11,6 @@ from torchgeo_colearn.models.layers import (
     Dropout,
     GroupedLayerNorm,
     GroupedLinear,
-    TemporalConv,
     grouped_linear,
 )
 
@@ -64,61 +63,6 @@ def test_grouped_linear_keeps_leading_axes() -> None:
     layer = GroupedLinear(3, 2, groups=2)
     x = torch.randn(4, 5, 6)
     assert torch.allclose(layer(x), layer(x.reshape(20, 6)).view(4, 5, 4), atol=1e-6)
-
-
-@pytest.mark.parametrize(
-    'in_channels,out_channels,kernel,groups', [(3, 8, 5, 1), (8, 6, 3, 2), (6, 9, 5, 3)]
-)
-def test_temporal_conv_equals_conv1d(
-    in_channels: int, out_channels: int, kernel: int, groups: int
-) -> None:
-    conv = TemporalConv(in_channels, out_channels, kernel, groups)
-    reference = nn.Conv1d(
-        in_channels, out_channels, kernel, padding=kernel // 2, groups=groups
-    )
-    reference.load_state_dict(conv.state_dict())
-    x = torch.randn(4, 7, in_channels, requires_grad=True)
-    out = conv(x)
-    expected = reference(x.transpose(1, 2)).transpose(1, 2)
-    assert out.shape == (4, 7, out_channels)
-    assert torch.allclose(out, expected, atol=1e-5)
-    assert reference.bias is not None
-    got = grads(out, [x, conv.weight, conv.bias])
-    want = grads(expected, [x, reference.weight, reference.bias])
-    assert torch.allclose(got[0], want[0], atol=1e-5)
-    assert torch.allclose(got[1], want[1].transpose(1, 2), atol=1e-5)
-    assert torch.allclose(got[2], want[2], atol=1e-5)
-
-
-def test_temporal_conv_gradcheck() -> None:
-    conv = TemporalConv(4, 6, 3, groups=2).double()
-    x = torch.randn(2, 5, 4, dtype=torch.double, requires_grad=True)
-    assert torch.autograd.gradcheck(conv, (x,))
-
-
-def test_temporal_conv_state_dict_round_trip() -> None:
-    conv = TemporalConv(4, 6, 5, groups=2)
-    assert conv.state_dict()['weight'].shape == (6, 2, 5)  # nn.Conv1d layout
-    other = TemporalConv(4, 6, 5, groups=2)
-    other.load_state_dict(conv.state_dict())
-    x = torch.randn(3, 4, 4)
-    assert torch.equal(other(x), conv(x))
-
-
-def test_temporal_conv_same_initialisation() -> None:
-    torch.manual_seed(0)
-    conv = TemporalConv(3, 5, 5)
-    torch.manual_seed(0)
-    reference = nn.Conv1d(3, 5, 5, padding=2)
-    assert torch.equal(conv.state_dict()['weight'], reference.weight)
-    assert reference.bias is not None
-    assert torch.equal(conv.bias, reference.bias)
-
-
-@pytest.mark.parametrize('args', [(3, 4, 4, 1), (4, 6, 3, 4)])
-def test_temporal_conv_bad_arguments(args: tuple[int, int, int, int]) -> None:
-    with pytest.raises(ValueError, match=r'odd|divisible'):
-        TemporalConv(*args)
 
 
 def test_channels_last_batch_norm_equals_batch_norm_1d() -> None:

@@ -13,7 +13,7 @@ from torchgeo_colearn.datamodules.synthetic import SyntheticMultiSensorDataModul
 from torchgeo_colearn.datasets.synthetic import ModalityKind
 from torchgeo_colearn.metrics import TaskType
 from torchgeo_colearn.models.fusion import FusionName
-from torchgeo_colearn.models.layers import TemporalConv
+from torchgeo_colearn.models.temporal_conv import TemporalConv
 from torchgeo_colearn.scenarios import scenario_name
 from torchgeo_colearn.trainers.base import MultiModalTask
 from torchgeo_colearn.trainers.dropout import modality_dropout

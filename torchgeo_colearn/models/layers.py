@@ -5,9 +5,9 @@
 
 The encoders are small: at the usual batch sizes a training step costs more in per-operation overhead
 than in arithmetic. These layers let an encoder run ``groups`` independent copies of itself on the same
-input with one module call per layer (MDiCo's specific and shared encoders), and keep time series
-channels-last, (B, T, C), where batch normalisation and the convolution-as-matrix-product are several
-times faster on CPU than on (B, C, T).
+input with one module call per layer (MDiCo's specific and shared encoders), and keep features
+channels-last, (..., C), where batch normalisation is several times faster on CPU than on (B, C, T).
+The temporal convolution of these layouts is in :mod:`.temporal_conv`.
 
 Every parameter and buffer keeps the shape and initialisation of the torch layer it subclasses, with
 the groups stacked along the first axis: a layer with ``groups=1`` loads the state dict of the plain
@@ -113,7 +113,7 @@ def grouped_linear(
     """
     if groups == 1:
         return F.linear(x, weight, bias)
-    if not _custom_backward():
+    if not custom_backward():
         # plain operators (no custom autograd function): inference, and exports that trace them
         parts = x.chunk(groups, -1)
         weights = weight.chunk(groups, 0)
@@ -122,106 +122,51 @@ def grouped_linear(
             [F.linear(p, w, b) for p, w, b in zip(parts, weights, biases, strict=True)],
             -1,
         )
-    flat = x.reshape(-1, x.shape[-1])
-    device = flat.device.type
-    if torch.is_autocast_enabled(device):
-        # autocast does not reach into custom functions: cast as it casts F.linear's operands
-        dtype = torch.get_autocast_dtype(device)
-        flat, weight = flat.to(dtype), weight.to(dtype)
-        bias = None if bias is None else bias.to(dtype)
+    flat, weight, bias = autocast_operands(x.reshape(-1, x.shape[-1]), weight, bias)
     out: Tensor = _GroupedLinearFunction.apply(flat, weight, bias, groups)
     return out.view(*x.shape[:-1], -1)
 
 
-def _custom_backward() -> bool:
+def capturing_graph() -> bool:
+    """Tell whether the model is being traced or compiled.
+
+    Returns:
+        True under TorchScript tracing and :func:`torch.compile` / :func:`torch.export`, which
+        capture plain operators only (no custom autograd functions, no in-place writes into views).
+    """
+    tracing: bool = torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]
+    return tracing or torch.compiler.is_compiling()
+
+
+def custom_backward() -> bool:
     """Tell whether the layers may use their custom autograd functions (faster backward).
 
     Returns:
-        False when no gradient is recorded or when tracing or exporting (TorchScript and
-        :func:`torch.export` capture plain operators only).
+        False when no gradient is recorded or when the graph is captured (:func:`capturing_graph`).
     """
-    tracing: bool = torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]
-    return torch.is_grad_enabled() and not (tracing or torch.compiler.is_compiling())
+    return torch.is_grad_enabled() and not capturing_graph()
 
 
-def temporal_windows(x: Tensor, kernel: int, groups: int) -> Tensor:
-    """Return the zero-padded windows of a channels-last series as rows (im2col).
+def autocast_operands(
+    x: Tensor, weight: Tensor, bias: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Cast the operands of a custom linear operation as autocast casts those of ``F.linear``.
+
+    Autocast does not reach into custom functions and hand-written matrix products.
 
     Args:
-        x: (B, T, C) series, C = groups * channels per group.
-        kernel: Odd window length; the series is zero-padded by kernel // 2 at both ends.
-        groups: Number of channel groups.
+        x: Input features.
+        weight: Weights.
+        bias: Biases, or None.
 
     Returns:
-        (B*T, C*K) windows: group g in columns ``[g * K * C/G, (g + 1) * K * C/G)``, in (tap, channel)
-        order. With gradients recorded, the backward is a direct scatter-add of the windows.
+        The three operands in autocast's dtype for *x*'s device where autocast is on, else unchanged.
     """
-    if _custom_backward():
-        windows: Tensor = _TemporalWindows.apply(x, kernel, groups)
-        return windows
-    padding = kernel // 2
-    padded = F.pad(x, (0, 0, padding, padding))
-    batch, steps, channels = padded.shape
-    unfolded = padded.unfold(1, kernel, 1)  # (B, T, C, K)
-    windows = unfolded.reshape(batch, steps - 2 * padding, groups, -1, kernel)
-    return windows.transpose(3, 4).reshape(-1, channels * kernel)
-
-
-class _TemporalWindows(torch.autograd.Function):
-    """The zero-padded windows of a channels-last series as rows (im2col), with a direct backward.
-
-    The windows are laid out (group, tap, channel), so that both the gather and the backward's
-    scatter-add move whole runs of channels; autograd's backward of a strided view would be a general
-    strided scatter.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor, kernel: int, groups: int) -> Tensor:
-        """Gather the windows.
-
-        Args:
-            ctx: Autograd context.
-            x: (B, T, C) series, C = groups * channels per group.
-            kernel: Odd window length; the series is zero-padded by kernel // 2 at both ends.
-            groups: Number of channel groups.
-
-        Returns:
-            (B*T, C*K) windows: group g in columns ``[g * K * C/G, (g + 1) * K * C/G)``, in (tap,
-            channel) order.
-        """
-        batch, steps, channels = x.shape
-        padding = kernel // 2
-        ctx.kernel = kernel
-        ctx.groups = groups
-        ctx.shape = x.shape
-        padded = F.pad(x, (0, 0, padding, padding))
-        step_stride = padded.stride(1)
-        windows = padded.as_strided(
-            (batch, steps, groups, kernel, channels // groups),
-            (padded.stride(0), step_stride, channels // groups, step_stride, 1),
-        )
-        return windows.reshape(batch * steps, channels * kernel)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        """Sum the gradient of every window back onto the steps it read.
-
-        Args:
-            ctx: Autograd context.
-            grad: (B*T, C*K) gradient of the windows.
-
-        Returns:
-            The (B, T, C) gradient of x, and None for kernel and groups.
-        """
-        kernel: int = ctx.kernel
-        groups: int = ctx.groups
-        batch, steps, channels = ctx.shape
-        padding = kernel // 2
-        taps = grad.view(batch, steps, groups, kernel, channels // groups)
-        padded = grad.new_zeros(batch, steps + 2 * padding, groups, channels // groups)
-        for tap in range(kernel):
-            padded[:, tap : tap + steps].add_(taps[:, :, :, tap])
-        return padded[:, padding : padding + steps].flatten(2), None, None
+    device = x.device.type
+    if not torch.is_autocast_enabled(device):
+        return x, weight, bias
+    dtype = torch.get_autocast_dtype(device)
+    return x.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
 
 
 class GroupedLinear(nn.Linear):
@@ -311,99 +256,6 @@ class ConvertOnLoad(nn.Module):
             unexpected_keys,
             error_msgs,
         )
-
-
-class TemporalConv(ConvertOnLoad):
-    """Same-padded temporal convolution of channels-last series, (B, T, C_in) -> (B, T, C_out).
-
-    Computes ``nn.Conv1d(in_channels, out_channels, kernel_size, padding=kernel_size // 2,
-    groups=groups)`` on the (B, C, T) view of the series, as one matrix product per group over the
-    unfolded input windows (im2col), which keeps the series channels-last. With ``groups=1`` and
-    ``out_channels = G * C`` it runs G independent convolutions on the same input.
-
-    The weight is stored tap-major, (C_out, K, C_in / groups), the layout of the windows; the state
-    dict holds it in the ``nn.Conv1d`` layout, (C_out, C_in / groups, K), with the same
-    initialisation, so that state dicts of ``nn.Conv1d`` load and the copies stack along the first axis.
-    """
-
-    def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, groups: int = 1
-    ) -> None:
-        """Initialize a new TemporalConv instance.
-
-        Args:
-            in_channels: Input channels (all groups).
-            out_channels: Output channels (all groups).
-            kernel_size: Temporal kernel size, odd.
-            groups: Number of independent groups of channels.
-
-        Raises:
-            ValueError: If the kernel size is even or the channels do not split into the groups.
-        """
-        super().__init__()
-        if kernel_size % 2 == 0:
-            msg = f'TemporalConv kernel_size must be odd to keep the length, got {kernel_size}'
-            raise ValueError(msg)
-        if in_channels % groups or out_channels % groups:
-            msg = (
-                f'TemporalConv channels ({in_channels} in, {out_channels} out) must be '
-                f'divisible by groups={groups}'
-            )
-            raise ValueError(msg)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = kernel_size
-        self.groups = groups
-        reference = nn.Conv1d(
-            in_channels,
-            out_channels,
-            kernel_size,
-            padding=kernel_size // 2,
-            groups=groups,
-        )
-        self.weight = nn.Parameter(
-            reference.weight.detach().transpose(1, 2).contiguous()
-        )
-        assert reference.bias is not None
-        self.bias = nn.Parameter(reference.bias.detach())
-
-    def forward(self, x: Tensor) -> Tensor:
-        """Convolve over time.
-
-        Args:
-            x: (B, T, in_channels) series.
-
-        Returns:
-            (B, T, out_channels) series.
-        """
-        batch, steps, _ = x.shape
-        windows = temporal_windows(x, self.kernel_size, self.groups)
-        out = grouped_linear(windows, self.weight.flatten(1), self.bias, self.groups)
-        return out.view(batch, steps, -1)
-
-    def _save_to_state_dict(
-        self, destination: dict[str, Any], prefix: str, keep_vars: bool
-    ) -> None:
-        """Save the weight in the ``nn.Conv1d`` layout (C_out, C_in / groups, K).
-
-        Args:
-            destination: The state dict being built.
-            prefix: This module's key prefix.
-            keep_vars: Keep the parameters attached to autograd.
-        """
-        super()._save_to_state_dict(destination, prefix, keep_vars)
-        destination[prefix + 'weight'] = destination[prefix + 'weight'].transpose(1, 2)
-
-    def convert_state_dict(self, state_dict: dict[str, Any], prefix: str) -> None:
-        """Turn a weight saved in the ``nn.Conv1d`` layout into the tap-major one, in place.
-
-        Args:
-            state_dict: The state dict being loaded.
-            prefix: This module's key prefix.
-        """
-        key = prefix + 'weight'
-        if key in state_dict and state_dict[key].dim() == 3:
-            state_dict[key] = state_dict[key].transpose(1, 2)
 
 
 class ChannelsLastBatchNorm(nn.BatchNorm1d):

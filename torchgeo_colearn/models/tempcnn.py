@@ -10,13 +10,8 @@ from typing import Literal
 from torch import Tensor, nn
 
 from .encoder import Encoder, register_encoder
-from .layers import (
-    ChannelsLastBatchNorm,
-    Dropout,
-    GroupedLayerNorm,
-    GroupedLinear,
-    TemporalConv,
-)
+from .layers import ChannelsLastBatchNorm, Dropout, GroupedLayerNorm, GroupedLinear
+from .temporal_conv import TemporalConv
 
 
 @register_encoder('tempcnn')
@@ -32,7 +27,8 @@ class TempCNN(Encoder):
     With ``copies=G`` the module holds G independent encoders of this architecture that read the same
     input (MDiCo's specific and shared encoders), run with one grouped operation per layer; every
     parameter stacks the copies along its first axis, so that copy c's state dict is the c-th slice.
-    The series are processed channels-last, (B, T, C), for speed; the parameters keep the layout of
+    The series are processed time-major and channels-last, (T, B, C), for speed (see
+    :class:`~torchgeo_colearn.models.temporal_conv.TemporalConv`); the parameters keep the layout of
     ``nn.Conv1d`` / ``nn.Linear`` on (B, C, T).
 
     If you use this model in your research, please cite:
@@ -135,11 +131,13 @@ class TempCNN(Encoder):
         Returns:
             Embeddings, shape (B, copies * out_dim), copy c in ``[c * out_dim, (c + 1) * out_dim)``.
         """
-        # Channels-last (B, T, F) throughout: image time series are flattened per time step.
-        features = x.flatten(2)
+        # Time-major, channels-last (T, B, F) throughout: image time series are flattened per step.
+        features = x.flatten(2).transpose(0, 1)
         # Zero the invalid steps before every convolution, so that they act like the zero padding at
         # the ends of the series and never leak into the valid steps.
-        step_mask = None if valid is None else valid.unsqueeze(-1).to(features.dtype)
+        step_mask = (
+            None if valid is None else valid.t().unsqueeze(-1).to(features.dtype)
+        )
         for block in self.blocks:
             if step_mask is not None:
                 features = features * step_mask
@@ -147,18 +145,18 @@ class TempCNN(Encoder):
         match self.pooling:
             case 'flatten':
                 # Each copy flattens its (hidden, time) features in the order of a (B, C, T) layout.
-                batch, steps = features.shape[:2]
+                steps, batch = features.shape[:2]
                 pooled = (
-                    features.view(batch, steps, self.copies, self.hidden_dim)
-                    .permute(0, 2, 3, 1)
+                    features.view(steps, batch, self.copies, self.hidden_dim)
+                    .permute(1, 2, 3, 0)
                     .reshape(batch, -1)
                 )
             case 'mean':
                 if step_mask is None:
-                    pooled = features.mean(1)
+                    pooled = features.mean(0)
                 else:
                     assert step_mask is not None
-                    pooled = (features * step_mask).sum(1) / step_mask.sum(1).clamp(
+                    pooled = (features * step_mask).sum(0) / step_mask.sum(0).clamp(
                         min=1
                     )
         out: Tensor = self.norm(self.output(self.dense(pooled)))
