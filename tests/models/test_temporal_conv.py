@@ -108,13 +108,13 @@ def test_temporal_conv_algorithm_by_channels() -> None:
     assert not TemporalConv(wide, 4, 5, algorithm='windows').shifted_taps
 
 
-def test_temporal_conv_traced_uses_plain_operators() -> None:
+def test_temporal_conv_exported_uses_plain_operators() -> None:
     conv = TemporalConv(4, 6, 5, groups=2, algorithm='shifted_taps').eval()
     x = torch.randn(3, 2, 4)
-    traced = torch.jit.trace(conv, x)
-    graph = str(traced.graph)
-    assert 'unfold' in graph and 'addmm_' not in graph
-    torch.testing.assert_close(traced(x), conv(x), atol=1e-5, rtol=1e-4)
+    exported = torch.export.export(conv, (x,))
+    graph = str(exported.graph)
+    assert 'aten.unfold' in graph and 'addmm' not in graph
+    torch.testing.assert_close(exported.module()(x), conv(x), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize('algorithm', ['windows', 'shifted_taps'])
