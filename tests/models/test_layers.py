@@ -4,7 +4,7 @@
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import nn
 
 from torchgeo_colearn.models.layers import (
     ChannelsLastBatchNorm,
@@ -14,11 +14,7 @@ from torchgeo_colearn.models.layers import (
     grouped_linear,
 )
 
-
-def grads(outputs: Tensor, inputs: list[Tensor], seed: int = 0) -> list[Tensor]:
-    """Gradients of a fixed random projection of *outputs*."""
-    weights = torch.randn(outputs.shape, generator=torch.Generator().manual_seed(seed))
-    return list(torch.autograd.grad((outputs * weights).sum(), inputs))
+from .gradients import grads
 
 
 @pytest.mark.parametrize('groups', [1, 2, 3])

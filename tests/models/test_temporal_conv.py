@@ -3,7 +3,7 @@
 
 import pytest
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from torchgeo_colearn.models.temporal_conv import (
     SHIFTED_TAPS_MIN_CHANNELS,
@@ -12,11 +12,7 @@ from torchgeo_colearn.models.temporal_conv import (
     tap_spans,
 )
 
-
-def grads(outputs: Tensor, inputs: list[Tensor], seed: int = 0) -> list[Tensor]:
-    """Gradients of a fixed random projection of *outputs*."""
-    weights = torch.randn(outputs.shape, generator=torch.Generator().manual_seed(seed))
-    return list(torch.autograd.grad((outputs * weights).sum(), inputs))
+from .gradients import grads
 
 
 def reference_of(conv: TemporalConv) -> nn.Conv1d:
