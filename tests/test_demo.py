@@ -68,12 +68,19 @@ def test_built_in_config_matches_the_demo_encoders() -> None:
 
 
 @pytest.mark.slow
-def test_colearning_beats_single_modality(tmp_path: Path) -> None:
-    """The synthetic default shows the benefit of co-learning for every inference modality."""
+def test_default_demo_learns_every_modality(tmp_path: Path) -> None:
+    """The default demo trains both methods well above chance for every inference modality.
+
+    Whether co-learning beats training alone is not a property of one fold and one seed: on this
+    benchmark the cross-validated answer is "on par" (docs/results/synthetic_missing_s2_00.md), and a
+    single run's gains change sign with the CPU's float kernels.
+    """
     rows = main(['--output', str(tmp_path)])
-    for row in rows:
-        if row['metric'] in ('AverageAccuracy', 'F1Score'):
-            assert row['gain'] > 0, row
+    accuracy = [row for row in rows if row['metric'] == 'AverageAccuracy']
+    assert sorted(row['modality'] for row in accuracy) == sorted(DEFAULT_MODALITIES)
+    for row in accuracy:  # 4 classes: chance is 0.25
+        assert row['co-learned'] > 0.5 and row['trained alone'] > 0.5, row
+        assert row['gain'] == pytest.approx(row['co-learned'] - row['trained alone'])
 
 
 def test_demo_subcommand_dispatch(tmp_path: Path) -> None:
