@@ -9,7 +9,7 @@ from torchgeo_colearn.models.temporal_conv import (
     SHIFTED_TAPS_MIN_CHANNELS,
     Algorithm,
     TemporalConv,
-    tap_spans,
+    tap_rows,
 )
 
 from .gradients import grads
@@ -74,17 +74,19 @@ def test_temporal_conv_gradcheck(algorithm: Algorithm, steps: int) -> None:
     assert torch.autograd.gradcheck(conv, (x,))
 
 
-def test_tap_spans() -> None:
+def test_tap_rows() -> None:
     # T = 4, K = 5: the outer taps read 2 real steps, the next ones 3, the centre 4
-    assert tap_spans(5, 4) == [
-        (0, 2, 4, 0),
-        (1, 1, 4, 0),
-        (2, 0, 4, 0),
-        (3, 0, 3, 1),
-        (4, 0, 2, 2),
+    assert tap_rows(5, 4, 1) == [
+        (0, slice(2, 4), slice(0, 2)),
+        (1, slice(1, 4), slice(0, 3)),
+        (2, slice(0, 4), slice(0, 4)),
+        (3, slice(0, 3), slice(1, 4)),
+        (4, slice(0, 2), slice(2, 4)),
     ]
+    # rows of a (T*B, C) series: B rows per step
+    assert tap_rows(5, 4, 3)[0] == (0, slice(6, 12), slice(0, 6))
     # T = 1: only the centre tap reads a real step
-    assert tap_spans(5, 1) == [(2, 0, 1, 0)]
+    assert tap_rows(5, 1, 2) == [(2, slice(0, 2), slice(0, 2))]
 
 
 def test_temporal_conv_taps_without_real_steps_get_zero_gradient() -> None:

@@ -41,26 +41,28 @@ SHIFTED_TAPS_MIN_CHANNELS = 128
 Algorithm = Literal['auto', 'windows', 'shifted_taps']
 
 
-def tap_spans(kernel: int, steps: int) -> list[tuple[int, int, int, int]]:
-    """List the taps of a same-padded kernel that read real steps, with the steps involved.
+def tap_rows(kernel: int, steps: int, batch: int) -> list[tuple[int, slice, slice]]:
+    """List the taps of a same-padded kernel that read real steps, with the rows involved.
 
     Args:
         kernel: Odd kernel size K; tap k reads step t + k - K // 2 for output step t.
         steps: Series length T.
+        batch: Batch size B; row t * B + b of a flattened (T*B, C) series is step t of sample b.
 
     Returns:
-        (tap, first output step, end output step, first input step) per tap that reads at least one
-        real step: output steps ``[first, end)`` read input steps ``[first input, first input + end -
-        first)``.
+        (tap, output rows, input rows) per tap that reads at least one real step: the rows of the output
+        steps it feeds and the rows of the input steps they read, two contiguous blocks of equal length.
     """
     padding = kernel // 2
-    spans = []
+    rows = []
     for tap in range(kernel):
         offset = tap - padding
         first, end = max(0, -offset), min(steps, steps - offset)
         if first < end:
-            spans.append((tap, first, end, first + offset))
-    return spans
+            written = slice(first * batch, end * batch)
+            read = slice((first + offset) * batch, (end + offset) * batch)
+            rows.append((tap, written, read))
+    return rows
 
 
 def shifted_taps_conv(x: Tensor, weight: Tensor, bias: Tensor, groups: int) -> Tensor:
@@ -92,11 +94,10 @@ def shifted_taps_conv(x: Tensor, weight: Tensor, bias: Tensor, groups: int) -> T
             group_weight[:, padding].t(),
             out=out[:, outputs],
         )
-        for tap, first, end, first_in in tap_spans(kernel, steps):
+        for tap, written, read in tap_rows(kernel, steps, batch):
             if tap != padding:
-                out[first * batch : end * batch, outputs].addmm_(
-                    flat[first_in * batch : (first_in + end - first) * batch, inputs],
-                    group_weight[:, tap].t(),
+                out[written, outputs].addmm_(
+                    flat[read, inputs], group_weight[:, tap].t()
                 )
     return out
 
@@ -145,10 +146,13 @@ class _ShiftedTapsConv(torch.autograd.Function):
         flat = x.reshape(steps * batch, channels)
         grad = grad.to(weight.dtype)
         grad_x = torch.empty_like(flat) if ctx.needs_input_grad[0] else None
+        taps = tap_rows(kernel, steps, batch)
         grad_weight = None
         if ctx.needs_input_grad[1]:
+            grad_weight = torch.empty_like(weight)
             # taps that read only padding (series shorter than the kernel's reach) get no gradient
-            grad_weight = torch.zeros_like(weight)
+            unread = sorted(set(range(kernel)) - {tap for tap, _, _ in taps})
+            grad_weight[:, unread] = 0
         rows_out, rows_in = weight.shape[0] // groups, channels // groups
         for group in range(groups):
             outputs = slice(group * rows_out, (group + 1) * rows_out)
@@ -158,9 +162,7 @@ class _ShiftedTapsConv(torch.autograd.Function):
                 torch.mm(
                     grad[:, outputs], group_weight[:, padding], out=grad_x[:, inputs]
                 )
-            for tap, first, end, first_in in tap_spans(kernel, steps):
-                written = slice(first * batch, end * batch)
-                read = slice(first_in * batch, (first_in + end - first) * batch)
+            for tap, written, read in taps:
                 if grad_x is not None and tap != padding:
                     grad_x[read, inputs].addmm_(
                         grad[written, outputs], group_weight[:, tap]
