@@ -25,9 +25,9 @@ from collections.abc import Callable, Sequence
 import torch
 
 if __package__:  # imported as benchmarks.conv_algorithms (the tests)
-    from .timing import cpu_model, spread
+    from .timing import cpu_model, load_average, spread
 else:  # run as a script
-    from timing import cpu_model, spread  # type: ignore[no-redef]
+    from timing import cpu_model, load_average, spread  # type: ignore[no-redef]
 
 from torchgeo_colearn.models.temporal_conv import Algorithm, TemporalConv
 
@@ -144,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f'{args.threads} thread(s); kernel 5, C in = C out; {args.repeats} repetitions of '
         f'{args.calls} calls, the algorithms alternating'
     )
-    print('load average before:', ' '.join(f'{v:.2f}' for v in os.getloadavg()))
+    print('load average before:', load_average())
     print()
     print(
         '| T | B | C | G | C/G | train: windows ms | train: shifted taps ms | '
@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             f'{spread(ratios["train"], 2)} | {spread(ratios["inference"], 2)} |'
         )
     print()
-    print('load average after:', ' '.join(f'{v:.2f}' for v in os.getloadavg()))
+    print('load average after:', load_average())
 
 
 if __name__ == '__main__':

@@ -42,9 +42,9 @@ from torch import Tensor
 from torchgeo_colearn.trainers import CoLearnTask
 
 if __package__:  # imported as benchmarks.scale (the tests)
-    from .timing import cpu_model, spread
+    from .timing import cpu_model, load_average, spread
 else:  # run as a script
-    from timing import cpu_model, spread  # type: ignore[no-redef]
+    from timing import cpu_model, load_average, spread  # type: ignore[no-redef]
 
 #: Modality mapped to its channels, in the order M takes them (CropHarvest's sensors).
 CHANNELS = {'s1': 2, 's2': 12, 'era5': 2, 'srtm': 2}
@@ -251,11 +251,6 @@ def machine(device: torch.device) -> str:
     return f'{cpu_model()}, {os.cpu_count()} CPUs'
 
 
-def load() -> str:
-    """Return the 1, 5 and 15-minute load averages."""
-    return ' '.join(f'{v:.2f}' for v in os.getloadavg())
-
-
 def cases(args: argparse.Namespace) -> Iterator[tuple[Key, Case]]:
     """Yield every measured case, in the order of one repetition.
 
@@ -307,7 +302,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not all(0 <= rate < 1 for rate in args.missing):
         parser.error('--missing rates must lie in [0, 1)')
     warnings.filterwarnings('ignore')
-    load_before = load()
+    load_before = load_average()
     plan = list(cases(args))
     results: dict[Key, list[dict[str, float]]] = {key: [] for key, _ in plan}
     for _ in range(args.repeats):
@@ -321,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         f'{args.steps} timed steps per case and repetition, {args.repeats} repetitions, '
         f'interleaved'
     )
-    print(f'load average before: {load_before}; after: {load()}')
+    print(f'load average before: {load_before}; after: {load_average()}')
     print(report(results, args.samples))
 
 

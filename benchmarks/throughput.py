@@ -49,9 +49,9 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 if __package__:  # imported as benchmarks.throughput (the tests)
-    from .timing import cpu_model, spread
+    from .timing import cpu_model, load_average, spread
 else:  # run as a script, or as a worker
-    from timing import cpu_model, spread  # type: ignore[no-redef]
+    from timing import cpu_model, load_average, spread  # type: ignore[no-redef]
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join('experiments', 'benchmarks', 'lfmc.yaml')
@@ -788,7 +788,7 @@ def main() -> None:
             )
         print(result['text'])
         return
-    load_before = os.getloadavg()
+    load_before = load_average()
     with checkout(args.baseline) as baseline:
         workers = {
             'new': Worker(REPO, args.threads),
@@ -801,7 +801,7 @@ def main() -> None:
             f'(floor); order per repetition: '
             + ', '.join(f'{code} {measure}' for code, measure in MEASURES)
         )
-        print(f'load average before: {" ".join(f"{v:.2f}" for v in load_before)}')
+        print(f'load average before: {load_before}')
         try:
             for case in cases:
                 results: dict[tuple[str, str], list[dict[str, Any]]] = {
@@ -816,7 +816,7 @@ def main() -> None:
         finally:
             for process in workers.values():
                 process.close()
-    print(f'\nload average after: {" ".join(f"{v:.2f}" for v in os.getloadavg())}')
+    print(f'\nload average after: {load_average()}')
 
 
 if __name__ == '__main__':

@@ -1,12 +1,13 @@
 # Copyright (c) torchgeo-colearn contributors. All rights reserved.
 # Licensed under the MIT License.
 
-"""What the timing scripts report alike: the spread of repeated measures and the CPU they ran on.
+"""What the timing scripts report alike: the spread of repeated measures, the CPU and its load.
 
 The scripts import it as ``timing`` when run as files (``python benchmarks/scale.py`` puts this folder
 first on ``sys.path``) and as ``benchmarks.timing`` when imported as modules of the package (the tests).
 """
 
+import os
 import platform
 import statistics
 from collections.abc import Sequence
@@ -38,3 +39,8 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    """Return the 1, 5 and 15-minute load averages of the machine, e.g. ``'0.52 0.80 0.91'``."""
+    return ' '.join(f'{v:.2f}' for v in os.getloadavg())

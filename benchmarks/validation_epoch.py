@@ -23,7 +23,7 @@ import subprocess
 import time
 
 from throughput import REPO, checkout, describe, worker_call
-from timing import cpu_model, spread
+from timing import cpu_model, load_average, spread
 
 #: The 0.1 release: the last revision before one encoder pass per batch.
 DEFAULT_BASELINE = '96206ac'
@@ -96,7 +96,7 @@ def main() -> None:
     if args.worker:
         worker(args.epochs)
         return
-    load_before = os.getloadavg()
+    load_before = load_average()
     times: dict[str, list[float]] = {'new': [], 'base': []}
     ratios = []
     with checkout(args.baseline) as base_root:
@@ -114,7 +114,7 @@ def main() -> None:
     for side, values in times.items():
         print(f'{side}: validation epoch {spread(values, 3)} s')
     print(f'base / new: {spread(ratios, 2)}')
-    print(f'load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}')
+    print(f'load average before {load_before}, after {load_average()}')
 
 
 if __name__ == '__main__':
