@@ -26,6 +26,7 @@ import warnings
 import torch
 from lightning.pytorch import Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
+from timing import load_average, spread  # run as a file: this folder is on sys.path
 
 from torchgeo_colearn.benchmark.config import load_config
 from torchgeo_colearn.benchmark.runner import build_datamodule
@@ -87,7 +88,7 @@ def main() -> None:
     warnings.simplefilter('ignore')
     torch.set_num_threads(1)
     os.chdir(REPO)  # the configs' data roots are relative to the repository
-    load_before = os.getloadavg()
+    load_before = load_average()
     seconds: dict[int, list[float]] = {m: [] for m in args.modalities}
     for _ in range(args.rounds):
         for count in args.modalities:
@@ -104,11 +105,10 @@ def main() -> None:
     for count, values in seconds.items():
         ratios = [v / b for v, b in zip(values, seconds[smallest], strict=True)]
         print(
-            f'| {count} | {statistics.median(values):.1f} [{min(values):.1f}-{max(values):.1f}] '
-            f'| {statistics.median(values) / args.epochs:.2f} '
-            f'| {statistics.median(ratios):.2f} [{min(ratios):.2f}-{max(ratios):.2f}] |'
+            f'| {count} | {spread(values, 1)} | {statistics.median(values) / args.epochs:.2f} '
+            f'| {spread(ratios, 2)} |'
         )
-    print(f'load average before {load_before[0]:.2f}, after {os.getloadavg()[0]:.2f}')
+    print(f'load average before {load_before}, after {load_average()}')
 
 
 if __name__ == '__main__':

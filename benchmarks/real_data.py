@@ -7,17 +7,18 @@
 
 Prints, for LFMC and fuel moisture grouped by site, the groups and samples of every test fold; then the
 time to load each real dataset into memory (rounds interleaved over the datasets; median and range of
-the rounds, with the load average), skipping the folders that are absent.
+the rounds, with the load average before and after), skipping the folders that are absent.
 
     OMP_NUM_THREADS=1 python benchmarks/real_data.py [--folds 10] [--seed 10] [--rounds 5]
 """
 
 import argparse
 import os
-import statistics
 import time
 import warnings
 from collections.abc import Callable
+
+from timing import load_average, spread  # run as a file: this folder is on sys.path
 
 from torchgeo_colearn.datamodules import (
     FuelMoistureDataModule,
@@ -138,19 +139,18 @@ def main() -> None:
         name: load for name, (root, load) in loaders.items() if os.path.isdir(root)
     }
     times: dict[str, list[float]] = {name: [] for name in present}
+    load_before = load_average()
     for _ in range(args.rounds):
         for name, load in present.items():
             start = time.perf_counter()
             load()
             times[name].append(time.perf_counter() - start)
     print(
-        f'load times over {args.rounds} interleaved rounds (load average {os.getloadavg()}):'
+        f'load times over {args.rounds} interleaved rounds, median [min-max] s (load average '
+        f'before {load_before}, after {load_average()}):'
     )
     for name, values in times.items():
-        print(
-            f'  {name}: median {statistics.median(values):.3f} s '
-            f'(range {min(values):.3f}-{max(values):.3f} s)'
-        )
+        print(f'  {name}: {spread(values, 3)}')
 
 
 if __name__ == '__main__':
