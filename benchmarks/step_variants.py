@@ -38,14 +38,28 @@ import torch
 from torch import Tensor, nn
 
 if __package__:  # imported as benchmarks.step_variants (the tests)
-    from .throughput import CONFIG, REPO, build, premade_batches
+    from .throughput import (
+        CONFIG,
+        REPO,
+        build,
+        floor_step,
+        premade_batches,
+        task_optimizer,
+    )
     from .timing import cpu_model, load_average, spread
 else:  # run as a script
-    from throughput import CONFIG, REPO, build, premade_batches  # type: ignore[no-redef]
+    from throughput import (  # type: ignore[no-redef]
+        CONFIG,
+        REPO,
+        build,
+        floor_step,
+        premade_batches,
+        task_optimizer,
+    )
     from timing import cpu_model, load_average, spread  # type: ignore[no-redef]
 
 #: A training step on one pre-made batch: (modality inputs, target).
-Step = Callable[[Any, Tensor], None]
+Step = Callable[[Any, Any], None]
 
 #: Steps run from the same weights and seed to compare each variant's parameters with the floor's.
 CHECK_STEPS = 3
@@ -78,28 +92,6 @@ def adam_settings(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     return {key: groups[0][key] for key in ('lr', 'betas', 'eps', 'weight_decay')}
 
 
-def floor_step(task: Any, optimizer: torch.optim.Optimizer, bf16: bool) -> Step:
-    """Return the bare loop's step: forward and loss, backward, one optimiser update.
-
-    Args:
-        task: The task.
-        optimizer: Its optimiser.
-        bf16: Run the forward under bfloat16 autocast.
-
-    Returns:
-        The step.
-    """
-
-    def step(inputs: Any, target: Tensor) -> None:
-        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
-            losses, _ = task.losses(inputs, task.encode(inputs), target)
-        optimizer.zero_grad(set_to_none=True)
-        losses['loss'].backward()
-        optimizer.step()
-
-    return step
-
-
 def in_backward_step(
     task: Any, optimizer: torch.optim.Optimizer, kernel_only: bool
 ) -> Step:
@@ -123,9 +115,8 @@ def in_backward_step(
         count = torch.zeros((), dtype=torch.float32)
 
         def update() -> None:
-            count.add_(
-                1
-            )  # Adam's bias correction reads the step count after it is advanced
+            # Adam's bias correction reads the step count after it is advanced
+            count.add_(1)
             torch._fused_adam_(
                 [parameter],
                 [cast(Tensor, parameter.grad)],  # set: the hook runs after accumulation
@@ -188,9 +179,7 @@ def prepared(task: Any, name: str) -> tuple[Any, Step]:
     """
     copied = copy.deepcopy(task)
     copied.train()
-    configured = copied.configure_optimizers()
-    optimizer = configured['optimizer'] if isinstance(configured, dict) else configured
-    return copied, VARIANTS[name][1](copied, optimizer)
+    return copied, VARIANTS[name][1](copied, task_optimizer(copied))
 
 
 def parameter_differences(

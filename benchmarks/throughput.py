@@ -41,9 +41,10 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
+import torch
 import yaml
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -441,6 +442,51 @@ def premade_batches(task: Any, datamodule: Any) -> list[tuple[Any, Any]]:
     return batches
 
 
+def task_optimizer(task: Any) -> torch.optim.Optimizer:
+    """Return the optimiser that the task configures (without its learning-rate schedule).
+
+    Args:
+        task: The task.
+
+    Returns:
+        Its optimiser.
+    """
+    configured = task.configure_optimizers()
+    optimizer: torch.optim.Optimizer = (
+        configured['optimizer'] if isinstance(configured, dict) else configured
+    )
+    return optimizer
+
+
+def floor_step(
+    task: Any, optimizer: torch.optim.Optimizer, bf16: bool = False
+) -> Callable[[Any, Any], None]:
+    """Return the bare loop's step: forward and loss, backward, one optimiser update.
+
+    Args:
+        task: The task, in training mode.
+        optimizer: Its optimiser.
+        bf16: Run the forward under bfloat16 autocast.
+
+    Returns:
+        The step, called with one pre-made batch: (modality inputs, target).
+    """
+
+    def step(inputs: Any, target: Any) -> None:
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+            # revisions with the one-pass step: losses(inputs, encode(inputs), target); before
+            # it: training_losses(inputs, target), which encodes
+            if hasattr(task, 'training_losses'):
+                losses, _ = task.training_losses(inputs, target)
+            else:
+                losses, _ = task.losses(inputs, task.encode(inputs), target)
+        optimizer.zero_grad(set_to_none=True)
+        losses['loss'].backward()
+        optimizer.step()
+
+    return step
+
+
 def measure_floor(case: Mapping[str, Any], epochs: int) -> dict[str, float]:
     """Time a bare loop over the model, loss and optimiser on pre-made batches.
 
@@ -453,21 +499,8 @@ def measure_floor(case: Mapping[str, Any], epochs: int) -> dict[str, float]:
     """
     task, datamodule, _ = build(case)
     batches = premade_batches(task, datamodule)
-    optimizer = task.configure_optimizers()
-    optimizer = optimizer['optimizer'] if isinstance(optimizer, dict) else optimizer
     task.train()
-
-    def step(inputs: Any, target: Any) -> None:
-        # revisions with the one-pass step: losses(inputs, encode(inputs), target); before it:
-        # training_losses(inputs, target), which encodes
-        if hasattr(task, 'training_losses'):
-            losses, _ = task.training_losses(inputs, target)
-        else:
-            losses, _ = task.losses(inputs, task.encode(inputs), target)
-        optimizer.zero_grad(set_to_none=True)
-        losses['loss'].backward()
-        optimizer.step()
-
+    step = floor_step(task, task_optimizer(task))
     for inputs, target in batches[:3]:  # warm-up, not timed
         step(inputs, target)
     samples = 0
@@ -489,8 +522,6 @@ def worker(threads: int) -> None:
     Args:
         threads: Torch CPU threads.
     """
-    import torch
-
     import torchgeo_colearn
 
     torch.set_num_threads(threads)
